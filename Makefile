@@ -1,0 +1,37 @@
+# `make demo` and `make test` each set up everything they need on a fresh machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RAGTUNE_DATA ?= ../shared/data
+
+.PHONY: install demo test test-slow lint bench clean
+
+install: $(STAMP)
+
+# torch first, pinned to the CPU build, so nothing later pulls a CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -m slow
+
+bench: $(STAMP)
+	RAGTUNE_DATA=$(RAGTUNE_DATA) $(BIN)/python benchmarks/scifact_retrieval.py
+	RAGTUNE_DATA=$(RAGTUNE_DATA) $(BIN)/python benchmarks/ingest_throughput.py
+	RAGTUNE_DATA=$(RAGTUNE_DATA) $(BIN)/python benchmarks/search_latency.py
+
+clean:
+	rm -rf $(VENV) .demo

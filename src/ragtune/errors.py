@@ -1,0 +1,25 @@
+"""Errors a user can cause. Each message says what went wrong and what to do about it."""
+
+
+class RagtuneError(Exception):
+    """Base class of every error a user can cause; the CLI prints it as one line and exits non-zero."""
+
+
+class ConfigError(RagtuneError):
+    """The project or its settings are missing or invalid."""
+
+
+class ParseError(RagtuneError):
+    """A source file could not be read or parsed."""
+
+
+class UnsupportedFormatError(ParseError):
+    """A source file has an extension ragtune cannot parse."""
+
+
+class AclError(RagtuneError):
+    """An ACL specification is malformed."""
+
+
+class EmptyCorpusError(RagtuneError):
+    """A command needs ingested documents and there are none."""

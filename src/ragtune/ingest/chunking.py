@@ -1,0 +1,142 @@
+"""Structure-aware chunking: sections are split into chunks at sentence boundaries within a token budget.
+
+Chunks never cross a section (heading or PDF page), so each keeps one section path and page. Consecutive
+chunks of a section share up to ``overlap_tokens`` of whole trailing sentences.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+
+from ragtune.core import Chunk, Document
+
+TokenCounter = Callable[[Sequence[str]], list[int]]
+
+# A sentence ends at . ! ? (optionally followed by a closing quote or bracket) before whitespace,
+# or at a line break. Abbreviations split wrongly are harmless here: we only need boundaries to pack.
+_SENT_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n\s*")
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of the sentences in ``text``, whitespace trimmed, empty ones dropped."""
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    for m in _SENT_END.finditer(text):
+        spans.append((pos, m.start()))
+        pos = m.end()
+    spans.append((pos, len(text)))
+    out = []
+    for s, e in spans:
+        while s < e and text[s].isspace():
+            s += 1
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        if e > s:
+            out.append((s, e))
+    return out
+
+
+@lru_cache(maxsize=1)
+def _minilm_tokenizer():  # type: ignore[no-untyped-def]
+    from tokenizers import Tokenizer
+
+    from ragtune.models.embedder import minilm_model_dir
+
+    tok = Tokenizer.from_file(str(minilm_model_dir() / "tokenizer.json"))
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
+
+
+def minilm_token_counts(texts: Sequence[str]) -> list[int]:
+    """Word-piece counts with the embedder's own tokenizer (no special tokens)."""
+    if not texts:
+        return []
+    return [len(e.ids) for e in _minilm_tokenizer().encode_batch(list(texts), add_special_tokens=False)]
+
+
+def _split_long(text: str, start: int, end: int, max_tokens: int, count: TokenCounter) -> list[tuple[int, int]]:
+    """Split one over-long sentence into word windows that fit the budget."""
+    words = [(m.start() + start, m.end() + start) for m in re.finditer(r"\S+", text[start:end])]
+    counts = count([text[s:e] for s, e in words])
+    pieces: list[tuple[int, int]] = []
+    i = 0
+    while i < len(words):
+        total, j = 0, i
+        while j < len(words) and (total + counts[j] <= max_tokens or j == i):
+            total += counts[j]
+            j += 1
+        pieces.append((words[i][0], words[j - 1][1]))
+        i = j
+    return pieces
+
+
+def chunk_id_for(doc_id: str, ordinal: int) -> str:
+    """Stable id of a document's n-th chunk."""
+    return f"{doc_id}-{ordinal:05d}"
+
+
+def chunk_document(
+    doc: Document,
+    max_tokens: int = 256,
+    overlap_tokens: int = 32,
+    count_tokens: TokenCounter = minilm_token_counts,
+) -> list[Chunk]:
+    """Split a document's sections into chunks of at most ``max_tokens`` tokens (a lone word may exceed it)."""
+    if overlap_tokens >= max_tokens:
+        raise ValueError("overlap_tokens must be smaller than max_tokens")
+    chunks: list[Chunk] = []
+    acl = tuple(doc.acl.tokens())
+    for section in doc.sections:
+        base = section.start
+        spans: list[tuple[int, int]] = []
+        raw = sentence_spans(section.text)
+        counts = count_tokens([section.text[s:e] for s, e in raw])
+        sized: list[tuple[int, int, int]] = []
+        for (s, e), n in zip(raw, counts, strict=True):
+            if n > max_tokens:
+                pieces = _split_long(section.text, s, e, max_tokens, count_tokens)
+                sized.extend((ps, pe, c) for (ps, pe), c in zip(
+                    pieces, count_tokens([section.text[a:b] for a, b in pieces]), strict=True))
+            else:
+                sized.append((s, e, n))
+        i = 0
+        while i < len(sized):
+            total, j = 0, i
+            while j < len(sized) and (total + sized[j][2] <= max_tokens or j == i):
+                total += sized[j][2]
+                j += 1
+            spans.append((sized[i][0], sized[j - 1][1]))
+            if j >= len(sized):
+                break
+            # Start the next chunk with trailing whole sentences worth at most `overlap_tokens`.
+            k, back = j, 0
+            while k - 1 > i and back + sized[k - 1][2] <= overlap_tokens:
+                back += sized[k - 1][2]
+                k -= 1
+            i = k
+        for s, e in spans:
+            text = section.text[s:e]
+            ordinal = len(chunks)
+            chunks.append(
+                Chunk(
+                    chunk_id=chunk_id_for(doc.doc_id, ordinal),
+                    doc_id=doc.doc_id,
+                    source_path=doc.source_path,
+                    title=doc.title,
+                    section_path=section.path,
+                    page=section.page,
+                    char_start=base + s,
+                    char_end=base + e,
+                    text=text,
+                    content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest()[:16],
+                    doc_hash=doc.content_hash,
+                    mtime=doc.mtime,
+                    acl=acl,
+                    ordinal=ordinal,
+                )
+            )
+    return chunks

@@ -1,0 +1,1 @@
+"""Models behind small protocols: embedders (and later rerankers and generators)."""

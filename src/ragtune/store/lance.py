@@ -1,0 +1,262 @@
+"""The embedded default store: one LanceDB table in the project folder. Nothing else imports lancedb.
+
+Each row is a chunk with its vector, its BM25-indexed search text and its ACL tokens. Both searches put the
+ACL filter in the query itself (``prefilter=True``), so ranking and top-k only ever see readable chunks.
+Replacing a document's chunks is one ``merge_insert`` commit, so a killed ingestion never leaves a document
+half-written: it is either the old version or the new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ragtune.core import Chunk, Principal
+from ragtune.store.base import DocRecord
+
+TABLE = "chunks"
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _in_list(values: Sequence[str]) -> str:
+    return "(" + ", ".join(_quote(v) for v in values) + ")"
+
+
+def acl_filter(principal: Principal) -> str:
+    """SQL predicate matching chunks whose ACL shares a token with the principal; empty ACLs never match."""
+    return "array_has_any(acl, [" + ", ".join(_quote(t) for t in principal.tokens()) + "])"
+
+
+def search_text(chunk: Chunk) -> str:
+    """What BM25 indexes: the title and section path give a chunk the context its text lacks."""
+    head = " > ".join(p for p in (chunk.title, *chunk.section_path) if p)
+    return f"{head}\n{chunk.text}" if head else chunk.text
+
+
+class LanceStore:
+    """LanceDB-backed :class:`~ragtune.store.base.Store`."""
+
+    def __init__(self, path: Path, dim: int = 384) -> None:
+        self.path = Path(path)
+        self.dim = dim
+        self._table: Any = None
+
+    def _schema(self) -> pa.Schema:
+        return pa.schema(
+            [
+                pa.field("chunk_id", pa.string(), nullable=False),
+                pa.field("doc_id", pa.string(), nullable=False),
+                pa.field("source_path", pa.string()),
+                pa.field("title", pa.string()),
+                pa.field("section_path", pa.list_(pa.string())),
+                pa.field("page", pa.int32()),
+                pa.field("char_start", pa.int64()),
+                pa.field("char_end", pa.int64()),
+                pa.field("ordinal", pa.int32()),
+                pa.field("text", pa.string()),
+                pa.field("search_text", pa.string()),
+                pa.field("content_hash", pa.string()),
+                pa.field("doc_hash", pa.string()),
+                pa.field("mtime", pa.float64()),
+                pa.field("synced_at", pa.float64()),
+                pa.field("acl", pa.list_(pa.string())),
+                pa.field("vector", pa.list_(pa.float32(), self.dim)),
+            ]
+        )
+
+    @property
+    def table(self) -> Any:
+        """The LanceDB table, opened (or created empty) on first use."""
+        if self._table is None:
+            import lancedb
+
+            self.path.mkdir(parents=True, exist_ok=True)
+            db = lancedb.connect(str(self.path))
+            try:
+                self._table = db.open_table(TABLE)
+            except ValueError:
+                self._table = db.create_table(TABLE, schema=self._schema(), exist_ok=True)
+        return self._table
+
+    def _rows(self, chunks: Sequence[Chunk], vectors: np.ndarray, synced_at: float) -> pa.Table:
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        vec = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1)
+        return pa.table(
+            {
+                "chunk_id": [c.chunk_id for c in chunks],
+                "doc_id": [c.doc_id for c in chunks],
+                "source_path": [c.source_path for c in chunks],
+                "title": [c.title for c in chunks],
+                "section_path": [list(c.section_path) for c in chunks],
+                "page": pa.array([c.page for c in chunks], pa.int32()),
+                "char_start": [c.char_start for c in chunks],
+                "char_end": [c.char_end for c in chunks],
+                "ordinal": pa.array([c.ordinal for c in chunks], pa.int32()),
+                "text": [c.text for c in chunks],
+                "search_text": [search_text(c) for c in chunks],
+                "content_hash": [c.content_hash for c in chunks],
+                "doc_hash": [c.doc_hash for c in chunks],
+                "mtime": [c.mtime for c in chunks],
+                "synced_at": [synced_at] * len(chunks),
+                "acl": [list(c.acl) for c in chunks],
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(vec, pa.float32()), self.dim),
+            },
+            schema=self._schema(),
+        )
+
+    def replace_documents(
+        self, doc_ids: Sequence[str], chunks: Sequence[Chunk], vectors: np.ndarray, synced_at: float
+    ) -> None:
+        """Atomically make ``chunks`` the only chunks of ``doc_ids``."""
+        if not doc_ids:
+            return
+        stray = {c.doc_id for c in chunks} - set(doc_ids)
+        if stray:
+            raise ValueError(f"chunks of documents not being replaced: {sorted(stray)[:3]}")
+        (
+            self.table.merge_insert("chunk_id")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .when_not_matched_by_source_delete("doc_id IN " + _in_list(doc_ids))
+            .execute(self._rows(chunks, vectors, synced_at))
+        )
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> None:
+        """Remove every chunk of these documents (one commit)."""
+        if doc_ids:
+            self.table.delete("doc_id IN " + _in_list(doc_ids))
+
+    def set_acl(self, doc_id: str, acl: Sequence[str], synced_at: float) -> None:
+        """Re-permission one document in one commit, keeping its vectors."""
+        rows = self.table.search().where("doc_id = " + _quote(doc_id)).limit(None).to_arrow()
+        if rows.num_rows == 0:
+            return
+        rows = rows.set_column(rows.schema.get_field_index("acl"), "acl", pa.array([list(acl)] * rows.num_rows,
+                                                                               pa.list_(pa.string())))
+        rows = rows.set_column(rows.schema.get_field_index("synced_at"), "synced_at",
+                               pa.array([synced_at] * rows.num_rows, pa.float64()))
+        self.table.merge_insert("chunk_id").when_matched_update_all().execute(rows.select(self._schema().names))
+
+    def documents(self) -> list[DocRecord]:
+        """One record per document, derived from its chunks."""
+        cols = ["doc_id", "source_path", "title", "doc_hash", "acl", "mtime", "synced_at"]
+        if self.count() == 0:
+            return []
+        data = self.table.search().select(cols).limit(None).to_arrow().to_pylist()
+        docs: dict[str, dict[str, Any]] = {}
+        for row in data:
+            d = docs.setdefault(row["doc_id"], {**row, "chunks": 0})
+            d["chunks"] += 1
+        return sorted(
+            (
+                DocRecord(
+                    doc_id=d["doc_id"], source_path=d["source_path"], title=d["title"], doc_hash=d["doc_hash"],
+                    acl=tuple(d["acl"] or ()), mtime=d["mtime"], synced_at=d["synced_at"], chunks=d["chunks"],
+                )
+                for d in docs.values()
+            ),
+            key=lambda r: r.source_path,
+        )
+
+    @staticmethod
+    def _to_chunk(row: dict[str, Any]) -> Chunk:
+        return Chunk(
+            chunk_id=row["chunk_id"], doc_id=row["doc_id"], source_path=row["source_path"], title=row["title"],
+            section_path=tuple(row["section_path"] or ()), page=row["page"], char_start=row["char_start"],
+            char_end=row["char_end"], text=row["text"], content_hash=row["content_hash"],
+            doc_hash=row["doc_hash"], mtime=row["mtime"], acl=tuple(row["acl"] or ()), ordinal=row["ordinal"],
+        )
+
+    _COLUMNS = [
+        "chunk_id", "doc_id", "source_path", "title", "section_path", "page", "char_start", "char_end",
+        "ordinal", "text", "content_hash", "doc_hash", "mtime", "acl",
+    ]
+
+    def lexical_search(self, query: str, principal: Principal, k: int) -> list[tuple[str, float]]:
+        """BM25 over the search text of chunks the principal may read (ACL pre-filter in the query)."""
+        if not query.strip() or self.count() == 0:
+            return []
+        self._ensure_indexes()
+        from lancedb.query import MatchQuery
+
+        rows = (
+            self.table.search(MatchQuery(query, "search_text"), query_type="fts")
+            .where(acl_filter(principal), prefilter=True)
+            .select(["chunk_id", "_score"])
+            .limit(k)
+            .to_arrow()
+        )
+        return list(zip(rows["chunk_id"].to_pylist(), rows["_score"].to_pylist(), strict=True))
+
+    def dense_search(self, vector: np.ndarray, principal: Principal, k: int) -> list[tuple[str, float]]:
+        """Exact cosine search over chunks the principal may read (ACL pre-filter in the query)."""
+        if self.count() == 0:
+            return []
+        rows = (
+            self.table.search(np.asarray(vector, dtype=np.float32), query_type="vector")
+            .distance_type("cosine")
+            .where(acl_filter(principal), prefilter=True)
+            .select(["chunk_id", "_distance"])
+            .limit(k)
+            .to_arrow()
+        )
+        return [(cid, 1.0 - d) for cid, d in zip(rows["chunk_id"].to_pylist(), rows["_distance"].to_pylist(),
+                                                  strict=True)]
+
+    def get_chunks(self, chunk_ids: Sequence[str], principal: Principal) -> dict[str, Chunk]:
+        """The chunks with these ids that the principal may read (the ACL filter is in this query too)."""
+        if not chunk_ids:
+            return {}
+        rows = (
+            self.table.search()
+            .where(f"chunk_id IN {_in_list(chunk_ids)} AND {acl_filter(principal)}")
+            .select(self._COLUMNS)
+            .limit(len(chunk_ids))
+            .to_list()
+        )
+        return {r["chunk_id"]: self._to_chunk(r) for r in rows}
+
+    def _ensure_indexes(self) -> None:
+        kinds = {ix.index_type for ix in self.table.list_indices()}
+        if "FTS" not in kinds:
+            from lancedb.index import FTS
+
+            self.table.create_index("search_text", config=FTS(stem=True, remove_stop_words=True))
+        if "LabelList" not in kinds:
+            # Makes the ACL pre-filter (array_has_any) an index lookup instead of a scan.
+            from lancedb.index import LabelList
+
+            self.table.create_index("acl", config=LabelList())
+
+    def count(self) -> int:
+        """Number of stored chunks."""
+        return int(self.table.count_rows())
+
+    def version(self) -> int:
+        """The table version; every commit bumps it."""
+        return int(self.table.version)
+
+    def optimize(self) -> None:
+        """Build the BM25 index if missing and fold new rows into the indexes; prune old versions."""
+        if self.count() == 0:
+            return
+        self._ensure_indexes()
+        from datetime import timedelta
+
+        self.table.optimize(cleanup_older_than=timedelta(days=1))
+
+
+def open_store(path: Path, dim: int = 384) -> LanceStore:
+    """Open (or create) the store at ``path``."""
+    return LanceStore(path, dim=dim)
+
+
+__all__ = ["LanceStore", "acl_filter", "open_store", "search_text"]
