@@ -139,6 +139,12 @@ class Chunk:
         """The section path joined for display, e.g. ``Security > Backups``."""
         return " > ".join(self.section_path)
 
+    @property
+    def search_text(self) -> str:
+        """What is embedded and BM25-indexed: title and section path give the text the context it lacks."""
+        head = " > ".join(p for p in (self.title, *self.section_path) if p)
+        return f"{head}\n{self.text}" if head else self.text
+
 
 @dataclass(frozen=True)
 class Hit:

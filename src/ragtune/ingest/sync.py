@@ -24,7 +24,7 @@ from ragtune.ingest.acl import ACL_FILE, AclResolver
 from ragtune.ingest.chunking import chunk_document, minilm_token_counts
 from ragtune.ingest.parsers import is_supported, parse_bytes, read_front_matter, read_source
 from ragtune.models.embedder import Embedder
-from ragtune.store.base import Store
+from ragtune.store.base import DocRecord, Store
 
 
 class SyncProgress(Protocol):
@@ -157,7 +157,7 @@ class Syncer:
         self,
         path: Path,
         doc_id: str,
-        known: dict[str, object],
+        known: dict[str, DocRecord],
         resolver: AclResolver,
         report: SyncReport,
         pending: list[_Pending],
@@ -166,11 +166,11 @@ class Syncer:
             data = read_source(path, self.max_bytes)
             doc_hash = hashlib.sha256(data).hexdigest()
             old = known.get(doc_id)
-            if old is not None and getattr(old, "doc_hash", None) == doc_hash:
+            if old is not None and old.doc_hash == doc_hash:
                 acl = resolver.resolve(path, read_front_matter(data, path))
                 if acl.is_empty:
                     report.no_acl.append(str(path))
-                if tuple(acl.tokens()) == tuple(getattr(old, "acl", ())):
+                if tuple(acl.tokens()) == old.acl:
                     report.unchanged += 1
                     return "unchanged"
                 self.store.set_acl(doc_id, acl.tokens(), time.time())
@@ -205,10 +205,8 @@ class Syncer:
     def _flush(self, pending: list[_Pending], report: SyncReport, progress: SyncProgress | None) -> None:
         if not pending:
             return
-        from ragtune.store.lance import search_text
-
         chunks = [c for p in pending for c in p.chunks]
-        vectors = self.embedder.embed([search_text(c) for c in chunks])
+        vectors = self.embedder.embed([c.search_text for c in chunks])
         self.store.replace_documents([p.doc.doc_id for p in pending], chunks, vectors, time.time())
         report.chunks_embedded += len(chunks)
         if progress:

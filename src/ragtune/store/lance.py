@@ -8,6 +8,7 @@ half-written: it is either the old version or the new one.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from ragtune.core import Chunk, Principal
 from ragtune.store.base import DocRecord
 
 TABLE = "chunks"
+# Lance logs deprecation notices per query at WARN; keep them out of users' terminals unless asked for.
+os.environ.setdefault("LANCE_LOG", "error")
 
 
 def _quote(value: str) -> str:
@@ -32,12 +35,6 @@ def _in_list(values: Sequence[str]) -> str:
 def acl_filter(principal: Principal) -> str:
     """SQL predicate matching chunks whose ACL shares a token with the principal; empty ACLs never match."""
     return "array_has_any(acl, [" + ", ".join(_quote(t) for t in principal.tokens()) + "])"
-
-
-def search_text(chunk: Chunk) -> str:
-    """What BM25 indexes: the title and section path give a chunk the context its text lacks."""
-    head = " > ".join(p for p in (chunk.title, *chunk.section_path) if p)
-    return f"{head}\n{chunk.text}" if head else chunk.text
 
 
 class LanceStore:
@@ -101,7 +98,7 @@ class LanceStore:
                 "char_end": [c.char_end for c in chunks],
                 "ordinal": pa.array([c.ordinal for c in chunks], pa.int32()),
                 "text": [c.text for c in chunks],
-                "search_text": [search_text(c) for c in chunks],
+                "search_text": [c.search_text for c in chunks],
                 "content_hash": [c.content_hash for c in chunks],
                 "doc_hash": [c.doc_hash for c in chunks],
                 "mtime": [c.mtime for c in chunks],
@@ -259,4 +256,4 @@ def open_store(path: Path, dim: int = 384) -> LanceStore:
     return LanceStore(path, dim=dim)
 
 
-__all__ = ["LanceStore", "acl_filter", "open_store", "search_text"]
+__all__ = ["LanceStore", "acl_filter", "open_store"]

@@ -1,0 +1,240 @@
+"""Shared helpers for the benchmark scripts: data location, SciFact loaders, metrics, result reporting.
+
+Every benchmark prints one machine-readable line per result (``BENCH {json}``) and inserts or replaces its
+row in a table of ``docs/benchmarks.md``, so the published figures always come from the last real run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DOCS_FILE = REPO_ROOT / "docs" / "benchmarks.md"
+BENCH_DIR = REPO_ROOT / ".bench"  # caches (corpus files, indexes); gitignored
+
+DOCS_HEADER = (
+    "# Benchmarks\n\n"
+    "Every figure below is written by a script in `benchmarks/` (one script per headline figure), which\n"
+    "replaces its own row on each run; the command that produced a table is given above it. Data sets and\n"
+    "their published reference figures: `../shared/data/README.md`.\n"
+)
+
+
+class DataMissingError(SystemExit):
+    """The benchmark data folder is missing: the message says where to get it."""
+
+
+def data_dir() -> Path:
+    """The benchmark data folder: ``$RAGTUNE_DATA``, else ``../shared/data`` next to the repository."""
+    raw = os.environ.get("RAGTUNE_DATA")
+    path = Path(raw).expanduser() if raw else REPO_ROOT.parent / "shared" / "data"
+    if not path.is_absolute():
+        path = (Path.cwd() / path).resolve()
+    if not (path / "scifact" / "corpus.jsonl").is_file():
+        raise DataMissingError(
+            f"benchmark data not found at {path} (expected {path / 'scifact' / 'corpus.jsonl'}).\n"
+            "Set RAGTUNE_DATA to the folder holding scifact/ (and banking77/, policyqa/, begin/), e.g.\n"
+            "  RAGTUNE_DATA=../shared/data .venv/bin/python benchmarks/scifact_retrieval.py\n"
+            "The sets and where each comes from are listed in /work/shared/data/README.md (section 'Sources'):\n"
+            "SciFact in BEIR layout (corpus.jsonl, queries.jsonl, qrels/test.tsv, qrels/train.tsv) is rebuilt\n"
+            "from AllenAI's SciFact release; public BEIR copies of scifact have a byte-identical corpus."
+        )
+    return path
+
+
+# --- SciFact -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SciFactDoc:
+    """One SciFact abstract: its corpus id, title and text."""
+
+    doc_id: str
+    title: str
+    text: str
+
+
+def scifact_dir() -> Path:
+    """The SciFact folder inside the data folder."""
+    return data_dir() / "scifact"
+
+
+def load_scifact_corpus(limit: int | None = None) -> list[SciFactDoc]:
+    """The SciFact abstracts in file order (the first ``limit`` only, if given)."""
+    docs: list[SciFactDoc] = []
+    with open(scifact_dir() / "corpus.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            d = json.loads(line)
+            docs.append(SciFactDoc(str(d["_id"]), str(d.get("title") or ""), str(d.get("text") or "")))
+            if limit is not None and len(docs) >= limit:
+                break
+    return docs
+
+
+def load_scifact_queries() -> dict[str, str]:
+    """Query id -> claim text, for every SciFact query (both splits)."""
+    with open(scifact_dir() / "queries.jsonl", encoding="utf-8") as fh:
+        return {str(q["_id"]): str(q["text"]) for q in map(json.loads, filter(str.strip, fh))}
+
+
+def load_scifact_qrels(split: str) -> dict[str, dict[str, int]]:
+    """Query id -> {corpus id: relevance} for ``split`` (``test`` or ``train``)."""
+    path = scifact_dir() / "qrels" / f"{split}.tsv"
+    if not path.is_file():
+        raise DataMissingError(f"no SciFact qrels for split {split!r} at {path}; splits: test, train")
+    qrels: dict[str, dict[str, int]] = {}
+    with open(path, encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh, delimiter="\t"):
+            qrels.setdefault(row["query-id"], {})[row["corpus-id"]] = int(row["score"])
+    return qrels
+
+
+# --- metrics (BEIR / pytrec_eval definitions, binary or graded relevance) --------------------------------
+
+
+def ndcg_at_k(ranked: Sequence[str], relevant: Mapping[str, int], k: int = 10) -> float:
+    """nDCG@k with gain = relevance and discount 1/log2(rank + 1); 0 when nothing is relevant."""
+    dcg = sum(relevant.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked[:k]))
+    ideal = sorted((g for g in relevant.values() if g > 0), reverse=True)[:k]
+    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
+    return dcg / idcg if idcg > 0 else 0.0
+
+
+def recall_at_k(ranked: Sequence[str], relevant: Mapping[str, int], k: int = 100) -> float:
+    """Share of the relevant documents found in the first ``k``; 0 when nothing is relevant."""
+    rel = {d for d, g in relevant.items() if g > 0}
+    if not rel:
+        return 0.0
+    return len(rel.intersection(ranked[:k])) / len(rel)
+
+
+def dedupe(ids: Iterable[str]) -> list[str]:
+    """Keep the first occurrence of each id (a document ranks at its best chunk)."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for i in ids:
+        if i not in seen:
+            seen.add(i)
+            out.append(i)
+    return out
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) with linear interpolation, as numpy's default."""
+    if not values:
+        return float("nan")
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def median(values: Sequence[float]) -> float:
+    """The median, NaN for no values."""
+    return statistics.median(values) if values else float("nan")
+
+
+# --- reporting -----------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    """A short description of the machine the numbers come from."""
+    return f"{platform.machine()}, {os.cpu_count()} CPU, Python {platform.python_version()}"
+
+
+def emit(name: str, **fields: Any) -> None:
+    """Print one machine-readable result line: ``BENCH {"bench": name, ...}``."""
+    print("BENCH " + json.dumps({"bench": name, **fields}, sort_keys=False, default=str), flush=True)
+
+
+def _split_row(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def write_row(
+    section: str,
+    key: str,
+    markdown_row: str,
+    *,
+    header: Sequence[str] | None = None,
+    command: str | None = None,
+    intro: str | None = None,
+    path: Path = DOCS_FILE,
+) -> None:
+    """Insert or replace the row whose first cell is ``key`` in the table under ``## section``.
+
+    A missing file gets the benchmarks header; a missing section gets its heading, ``intro``, the exact
+    ``command`` that produced it and a table with ``header`` (all required then). Rows of other keys and
+    everything outside the section's table are kept as they are.
+    """
+    if _split_row(markdown_row)[0] != key:
+        raise ValueError(f"the row's first cell must be the key {key!r}: {markdown_row!r}")
+    row = markdown_row.strip()
+    text = path.read_text(encoding="utf-8") if path.is_file() else DOCS_HEADER
+    lines = text.splitlines()
+    heading = f"## {section}"
+    try:
+        start = next(i for i, ln in enumerate(lines) if ln.strip() == heading)
+    except StopIteration:
+        if header is None or command is None:
+            raise ValueError(f"section {section!r} does not exist yet: pass header and command") from None
+        block = ["", heading, ""]
+        if intro:
+            block += [intro.strip(), ""]
+        block += ["Command (from the repository root):", "", "```sh", command, "```", ""]
+        block += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|", row]
+        while lines and not lines[-1].strip():
+            lines.pop()
+        lines += block
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    if command is not None:
+        # Keep the recorded command exact: replace the fenced block that follows "Command".
+        for i in range(start + 1, end - 1):
+            if lines[i].strip() == "```sh":
+                lines[i + 1] = command
+                break
+    table = [i for i in range(start + 1, end) if lines[i].lstrip().startswith("|")]
+    if not table:
+        if header is None:
+            raise ValueError(f"section {section!r} has no table: pass header")
+        ins = end
+        while ins > start + 1 and not lines[ins - 1].strip():
+            ins -= 1
+        new = ["", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|", row]
+        lines[ins:ins] = new
+    else:
+        first, last = table[0], table[-1]
+        body = range(first + 2, last + 1)  # after the header and separator lines
+        hit = next((i for i in body if _split_row(lines[i])[0] == key), None)
+        if hit is not None:
+            lines[hit] = row
+        else:
+            lines.insert(last + 1, row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines).rstrip("\n") + "\n", encoding="utf-8")
+
+
+def command_line() -> str:
+    """The command that is running now, in the documented form (data env + venv python + script + args)."""
+    script = Path(sys.argv[0]).resolve()
+    try:
+        rel = script.relative_to(REPO_ROOT)
+    except ValueError:
+        rel = script
+    args = " ".join(sys.argv[1:])
+    return f"RAGTUNE_DATA=../shared/data .venv/bin/python {rel}" + (f" {args}" if args else "")

@@ -1,0 +1,273 @@
+"""The ``ragtune`` command. Errors a user can cause print as one line on stderr and exit with status 1."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from ragtune.config import init_project
+from ragtune.core import Answer, Hit, Principal
+from ragtune.errors import RagtuneError
+from ragtune.ingest.acl import parse_acl_option
+from ragtune.ingest.sync import SyncReport
+from ragtune.project import Project
+
+app = typer.Typer(
+    name="ragtune",
+    help="Permission-aware RAG with citations: ingest documents, then search and ask as a user.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+ProjectOpt = Annotated[
+    Path | None,
+    typer.Option("--project", "-p", help="Project folder (default: found from the current folder upwards)."),
+]
+UserOpt = Annotated[str, typer.Option("--user", "-u", help="User to run the query as (required: no user, no access).")]
+GroupsOpt = Annotated[str, typer.Option("--groups", "-g", help="Comma-separated groups of the user, e.g. legal,staff.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _principal(user: str, groups: str) -> Principal:
+    return Principal(user.strip(), frozenset(g.strip() for g in groups.split(",") if g.strip()))
+
+
+class _RichSyncProgress:
+    """Progress bar over files, with chunks embedded and their throughput."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = progress.add_task("ingest", total=None, chunks=0, rate="")
+        self.chunks = 0
+
+    def start(self, total_files: int) -> None:
+        self.progress.update(self.task, total=total_files)
+
+    def file_done(self, path: Path, status: str) -> None:
+        self.progress.update(self.task, advance=1, description=f"{status:9s} {path.name[:30]:30s}")
+
+    def chunks_embedded(self, n: int) -> None:
+        self.chunks += n
+        elapsed = self.progress.tasks[self.task].elapsed or 1e-9
+        self.progress.update(self.task, chunks=self.chunks, rate=f"{self.chunks / elapsed:.0f} chunks/s")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files · {task.fields[chunks]} chunks {task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal and not sys.stderr.isatty(),
+    )
+
+
+def _print_report(report: SyncReport, root: Path) -> None:
+    out.print(
+        f"[bold]{root}[/bold]: {report.ingested} ingested, {report.unchanged} unchanged, {report.updated} updated, "
+        f"{report.reacl} re-permissioned, {report.deleted} deleted, {len(report.failed)} failed "
+        f"({report.chunks_embedded} chunks embedded in {report.seconds:.1f}s)"
+    )
+    for path, reason in report.failed:
+        out.print(f"  [red]failed[/red] {path}: {reason}")
+    if report.no_acl:
+        out.print(
+            f"  [yellow]{len(report.no_acl)} document(s) have no ACL and are retrievable by nobody[/yellow] "
+            "(add `acl:` front matter, an _acl.yaml in the folder, or --acl):"
+        )
+        for path in report.no_acl[:10]:
+            out.print(f"    {path}")
+        if len(report.no_acl) > 10:
+            out.print(f"    … and {len(report.no_acl) - 10} more")
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder to create the project in.")] = Path("."),
+) -> None:
+    """Create a project: a commented ragtune.yaml (store path, embedder, chunking, retrieval, answer)."""
+    path = init_project(directory)
+    out.print(f"created {path}\nnext: ragtune ingest PATH --project {directory}")
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(help="Folder (or file) of md, txt, html, pdf, docx, csv, jsonl files.")],
+    acl: Annotated[
+        str | None,
+        typer.Option(
+            help="ACL for files with none of their own: 'public' or user:NAME,group:NAME,... "
+            "(front matter `acl:` and _acl.yaml files take precedence)."
+        ),
+    ] = None,
+    project: ProjectOpt = None,
+) -> None:
+    """Ingest a folder incrementally: only new or changed files are embedded, deleted files are removed,
+    changed ACLs are applied. Corrupt or unsupported files are reported and skipped."""
+    proj = Project.open(project)
+    default_acl = parse_acl_option(acl) if acl else None
+    with _progress() as bar:
+        report = proj.ingest(path, default_acl, _RichSyncProgress(bar))
+    _print_report(report, path.resolve())
+
+
+@app.command()
+def sync(project: ProjectOpt = None) -> None:
+    """Re-sync every folder ingested before (changes, deletions and ACL changes take effect now)."""
+    proj = Project.open(project)
+    with _progress() as bar:
+        results = proj.sync(_RichSyncProgress(bar))
+    for root, report in results:
+        _print_report(report, root)
+
+
+def _hit_dict(h: Hit) -> dict[str, Any]:
+    c = h.chunk
+    return {
+        "chunk_id": c.chunk_id, "doc_id": c.doc_id, "path": c.source_path, "title": c.title,
+        "section": c.section, "page": c.page, "char_start": c.char_start, "char_end": c.char_end,
+        "score": h.score, "lexical_score": h.lexical_score, "dense_score": h.dense_score,
+        "lexical_rank": h.lexical_rank, "dense_rank": h.dense_rank, "text": c.text,
+    }
+
+
+def _answer_dict(a: Answer, principal: Principal) -> dict[str, Any]:
+    return {
+        "question": a.question,
+        "user": principal.user,
+        "groups": sorted(principal.groups),
+        "answer": a.text,
+        "abstained": a.abstained,
+        "citations": [
+            {"number": c.number, "path": c.chunk.source_path, "title": c.chunk.title, "section": c.chunk.section,
+             "page": c.chunk.page, "chunk_id": c.chunk.chunk_id, "char_start": c.chunk.char_start,
+             "char_end": c.chunk.char_end, "snippet": c.snippet}
+            for c in a.citations
+        ],
+        "latency_ms": {k: round(v, 2) for k, v in a.latency_ms.items()},
+    }
+
+
+def _latency_table(lat: dict[str, float]) -> Table:
+    t = Table(title="latency (ms)", show_header=True)
+    for k in lat:
+        t.add_column(k, justify="right")
+    t.add_row(*(f"{v:.1f}" for v in lat.values()))
+    return t
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    user: UserOpt,
+    groups: GroupsOpt = "",
+    json_out: JsonOpt = False,
+    project: ProjectOpt = None,
+) -> None:
+    """Answer a question from the chunks USER may read, with numbered citations and a latency breakdown.
+    Abstains ("no accessible source supports an answer") when nothing readable is relevant enough."""
+    principal = _principal(user, groups)
+    answer = Project.open(project).ask(question, principal)
+    if json_out:
+        out.print_json(json.dumps(_answer_dict(answer, principal)))
+        return
+    out.print(f"[bold]{answer.text}[/bold]\n")
+    if answer.citations:
+        out.print("Sources:")
+        for c in answer.citations:
+            where = c.chunk.section or c.chunk.title
+            page = f", page {c.chunk.page}" if c.chunk.page else ""
+            out.print(f"  [{c.number}] {c.chunk.source_path} — {where}{page}")
+            out.print(f"      “{c.snippet[:200]}”", highlight=False)
+    out.print(_latency_table(answer.latency_ms))
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="The search query.")],
+    user: UserOpt,
+    groups: GroupsOpt = "",
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Number of hits.")] = 8,
+    json_out: JsonOpt = False,
+    project: ProjectOpt = None,
+) -> None:
+    """Rank the chunks USER may read for QUERY, with their lexical (BM25), dense (cosine) and fused scores."""
+    principal = _principal(user, groups)
+    result = Project.open(project).search(query, principal, top_k)
+    if json_out:
+        out.print_json(json.dumps({"query": query, "hits": [_hit_dict(h) for h in result.hits],
+                                   "latency_ms": result.latency_ms}))
+        return
+    t = Table(show_header=True)
+    for col in ("#", "fused", "bm25", "dense", "source", "section", "text"):
+        t.add_column(col)
+    for i, h in enumerate(result.hits, start=1):
+        t.add_row(
+            str(i), f"{h.score:.4f}",
+            "-" if h.lexical_score is None else f"{h.lexical_score:.2f}",
+            "-" if h.dense_score is None else f"{h.dense_score:.3f}",
+            Path(h.chunk.source_path).name, h.chunk.section, h.chunk.text[:80].replace("\n", " "),
+        )
+    out.print(t)
+    out.print(_latency_table(result.latency_ms))
+
+
+@app.command()
+def sources(json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
+    """List ingested documents with chunk counts, ACLs, modification time and last sync."""
+    docs = Project.open(project).sources()
+    if json_out:
+        out.print_json(json.dumps([asdict(d) for d in docs]))
+        return
+    if not docs:
+        out.print("no documents ingested yet: run `ragtune ingest PATH`")
+        return
+    t = Table(show_header=True)
+    t.add_column("source", overflow="fold")
+    for col in ("chunks", "acl", "modified", "synced"):
+        t.add_column(col)
+
+    def when(ts: float) -> str:
+        return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+    for d in docs:
+        acl = ", ".join(d.acl) if d.acl else "[red](none: nobody)[/red]"
+        t.add_row(d.source_path, str(d.chunks), acl, when(d.mtime), when(d.synced_at))
+    out.print(t)
+
+
+def main() -> None:
+    """Console entry point: run the app, turning user errors into one line and exit status 1."""
+    try:
+        app()
+    except RagtuneError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
