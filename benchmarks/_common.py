@@ -7,10 +7,12 @@ row in a table of ``docs/benchmarks.md``, so the published figures always come f
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -45,9 +47,10 @@ def data_dir() -> Path:
             f"benchmark data not found at {path} (expected {path / 'scifact' / 'corpus.jsonl'}).\n"
             "Set RAGTUNE_DATA to the folder holding scifact/ (and banking77/, policyqa/, begin/), e.g.\n"
             "  RAGTUNE_DATA=../shared/data .venv/bin/python benchmarks/scifact_retrieval.py\n"
-            "The sets and where each comes from are listed in /work/shared/data/README.md (section 'Sources'):\n"
-            "SciFact in BEIR layout (corpus.jsonl, queries.jsonl, qrels/test.tsv, qrels/train.tsv) is rebuilt\n"
-            "from AllenAI's SciFact release; public BEIR copies of scifact have a byte-identical corpus."
+            "The sets and where each comes from are listed in /work/shared/data/README.md\n"
+            "(section 'Sources'): SciFact in BEIR layout (corpus.jsonl, queries.jsonl, qrels/test.tsv,\n"
+            "qrels/train.tsv) is rebuilt from AllenAI's SciFact release; public BEIR copies of scifact\n"
+            "have a byte-identical corpus."
         )
     return path
 
@@ -99,6 +102,34 @@ def load_scifact_qrels(split: str) -> dict[str, dict[str, int]]:
         for row in csv.DictReader(fh, delimiter="\t"):
             qrels.setdefault(row["query-id"], {})[row["corpus-id"]] = int(row["score"])
     return qrels
+
+
+def markdown_for(doc: SciFactDoc) -> str:
+    """One abstract as a Markdown file: title and public ACL in the front matter, the abstract as body."""
+    # A JSON string is a valid YAML double-quoted scalar, so any title survives the front matter intact.
+    return f"---\ntitle: {json.dumps(doc.title, ensure_ascii=False)}\nacl: public\n---\n{doc.text}\n"
+
+
+def write_corpus(folder: Path, docs: Sequence[SciFactDoc]) -> str:
+    """Write each abstract as ``<_id>.md`` (only files whose bytes differ); remove strays. Returns a hash."""
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    wanted: set[str] = set()
+    for doc in docs:
+        name = f"{doc.doc_id}.md"
+        wanted.add(name)
+        data = markdown_for(doc).encode("utf-8")
+        digest.update(name.encode() + b"\0" + data + b"\0")
+        path = folder / name
+        if not path.is_file() or path.read_bytes() != data:
+            path.write_bytes(data)
+    for stray in folder.iterdir():
+        if stray.name not in wanted:
+            if stray.is_dir():
+                shutil.rmtree(stray)
+            else:
+                stray.unlink()
+    return digest.hexdigest()
 
 
 # --- metrics (BEIR / pytrec_eval definitions, binary or graded relevance) --------------------------------

@@ -11,7 +11,8 @@ fusion defaults), each with 200 candidates per side so at least 100 distinct doc
 the wall time of ``retrieve()`` with HybridRetriever's defaults unchanged (no answer step), median and p95
 over all queries, plus the median of each stage.
 
-    RAGTUNE_DATA=../shared/data .venv/bin/python benchmarks/scifact_retrieval.py [--split test|train] [--limit N]
+    RAGTUNE_DATA=../shared/data .venv/bin/python benchmarks/scifact_retrieval.py \\
+        [--split test|train] [--limit N]
 """
 
 from __future__ import annotations
@@ -45,12 +46,13 @@ from _common import (  # noqa: E402
     ndcg_at_k,
     percentile,
     recall_at_k,
+    write_corpus,
     write_row,
 )
 
 from ragtune.core import Acl, Chunk, Hit, Principal  # noqa: E402
 from ragtune.ingest import chunking, parsers  # noqa: E402
-from ragtune.ingest.sync import SyncReport, Syncer  # noqa: E402
+from ragtune.ingest.sync import Syncer, SyncReport  # noqa: E402
 from ragtune.models.embedder import MiniLMEmbedder  # noqa: E402
 from ragtune.retrieval.hybrid import HybridRetriever  # noqa: E402
 from ragtune.store.lance import LanceStore  # noqa: E402
@@ -67,34 +69,6 @@ GOAL_NDCG, GOAL_RECALL, GOAL_P50_MS = 0.72, 0.95, 25.0
 
 
 # --- corpus files and index ----------------------------------------------------------------------------
-
-
-def markdown_for(doc: SciFactDoc) -> str:
-    """One abstract as a Markdown file: title and public ACL in the front matter, the abstract as body."""
-    # A JSON string is a valid YAML double-quoted scalar, so any title survives the front matter intact.
-    return f"---\ntitle: {json.dumps(doc.title, ensure_ascii=False)}\nacl: public\n---\n{doc.text}\n"
-
-
-def write_corpus(folder: Path, docs: Sequence[SciFactDoc]) -> str:
-    """Write each abstract as ``<_id>.md`` (only files whose bytes differ); remove strays. Returns a hash."""
-    folder.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    wanted: set[str] = set()
-    for doc in docs:
-        name = f"{doc.doc_id}.md"
-        wanted.add(name)
-        data = markdown_for(doc).encode("utf-8")
-        digest.update(name.encode() + b"\0" + data + b"\0")
-        path = folder / name
-        if not path.is_file() or path.read_bytes() != data:
-            path.write_bytes(data)
-    for stray in folder.iterdir():
-        if stray.name not in wanted:
-            if stray.is_dir():
-                shutil.rmtree(stray)
-            else:
-                stray.unlink()
-    return digest.hexdigest()
 
 
 def pipeline_fingerprint(syncer: Syncer, embedder: MiniLMEmbedder) -> dict[str, Any]:
@@ -309,11 +283,12 @@ def record(split: str, n: int, info: IndexInfo, results: dict[str, RunResult], l
     """Insert or replace this split's rows in docs/benchmarks.md."""
     header = ["configuration", "split", "queries", "chunks", "nDCG@10", "recall@100", "goal", "notes"]
     intro = (
-        "SciFact abstracts written as Markdown files, ingested with `Syncer` (256-token chunks, 32 overlap, "
-        "title prepended to each chunk's search text), searched with `HybridRetriever` as a plain principal; "
-        f"a document ranks at its best chunk; {CANDIDATES} candidate chunks per side. Fusion of the hybrid row "
-        f"is HybridRetriever's default. Machine: {machine()}, embedder threads 2. Tuning is done on the train "
-        "split only; test is reported, never tuned on. Train rows: add `--split train` to the command."
+        "SciFact abstracts written as Markdown files, ingested with `Syncer` (256-token chunks, 32 "
+        "overlap, title prepended to each chunk's search text), searched with `HybridRetriever` as a plain "
+        f"principal; a document ranks at its best chunk; {CANDIDATES} candidate chunks per side. Fusion of "
+        f"the hybrid row is HybridRetriever's default. Machine: {machine()}, embedder threads 2. Tuning is "
+        "done on the train split only; test is reported, never tuned on. Train rows: add `--split train` "
+        "to the command."
     )
     notes = {"bm25": ANCHOR_BM25, "dense": ANCHOR_DENSE, "hybrid": ANCHOR_HYBRID}
     fusion = results["hybrid"].fusion
@@ -332,8 +307,8 @@ def record(split: str, n: int, info: IndexInfo, results: dict[str, RunResult], l
         key = f"{labels[name]}, {split}"
         write_row(
             SECTION, key,
-            f"| {key} | {split} | {s['queries']} | {info.chunks} | {s['ndcg@10']:.3f} | {s['recall@100']:.3f} "
-            f"| {goal} | {notes[name]} |",
+            f"| {key} | {split} | {s['queries']} | {info.chunks} | {s['ndcg@10']:.3f} "
+            f"| {s['recall@100']:.3f} | {goal} | {notes[name]} |",
             header=header, command=COMMAND, intro=intro,
         )
     st = lat["stage_p50_ms"]

@@ -20,7 +20,15 @@ import yaml
 from ragtune.core import Section
 from ragtune.errors import ParseError, UnsupportedFormatError
 
-FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
+# The body group is optional so that an empty block (``---`` directly followed by ``---``) is front matter too.
+FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(?:(.*?)\r?\n)?---[ \t]*(?:\r?\n|\Z)", re.S)
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+)
 
 
 @dataclass
@@ -35,6 +43,14 @@ class Parsed:
 
 def decode(data: bytes, path: Path) -> str:
     """Decode bytes as UTF-8, else as the encoding charset-normalizer detects; refuse binary data."""
+    # UTF-16/32 text (e.g. Excel's "Unicode text" export) is full of NUL bytes: honour its BOM first.
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise ParseError(f"{path.name}: starts with a {encoding} byte-order mark but is not valid "
+                                 f"{encoding} ({exc.reason}); convert it to UTF-8") from exc
     if b"\x00" in data[:8192]:
         raise ParseError(f"{path.name}: looks like a binary file, not text (it contains NUL bytes)")
     try:
@@ -43,9 +59,16 @@ def decode(data: bytes, path: Path) -> str:
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
+    matches = from_bytes(data)
+    best = matches.best()
     if best is None:
         raise ParseError(f"{path.name}: not UTF-8 and no text encoding could be detected; convert it to UTF-8")
+    # Short Western-European texts decode equally "well" in several code pages and charset-normalizer
+    # breaks the tie arbitrarily (cp1250 turns "crème" into "crčme"). Windows-1252 is by far the most
+    # common legacy encoding, so it wins every tie.
+    for match in matches:
+        if match.encoding == "cp1252" and match.chaos <= best.chaos and match.coherence >= best.coherence:
+            return data.decode("cp1252")
     return str(best)
 
 
@@ -74,9 +97,12 @@ def split_front_matter(raw: str, path: Path) -> tuple[dict[str, Any], str]:
     if not m:
         return {}, raw
     try:
-        loaded = yaml.safe_load(m.group(1))
+        loaded = yaml.safe_load(m.group(1) or "")
     except yaml.YAMLError as exc:
-        raise ParseError(f"{path.name}: front matter is not valid YAML ({exc})") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 2}: " if mark is not None else ""  # +1 for 1-based, +1 for the '---' line
+        reason = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise ParseError(f"{path.name}: front matter is not valid YAML ({where}{reason})") from exc
     if loaded is not None and not isinstance(loaded, dict):
         raise ParseError(f"{path.name}: front matter must be a mapping of keys")
     return loaded or {}, raw[m.end() :]
@@ -89,17 +115,29 @@ def read_front_matter(data: bytes, path: Path) -> dict[str, Any]:
     return split_front_matter(decode(data, path), path)[0]
 
 
+def _inline_text(children: list[Any]) -> str:
+    """Plain text of a heading's inline tokens: ``A *b* `c``` becomes ``A b c``."""
+    out = "".join(
+        " " if c.type in ("softbreak", "hardbreak") else c.content
+        for c in children
+        if c.type in ("text", "code_inline", "softbreak", "hardbreak")
+    )
+    return re.sub(r"\s+", " ", out).strip()
+
+
 def parse_markdown(data: bytes, path: Path) -> Parsed:
     """Markdown: YAML front matter becomes metadata; headings delimit sections."""
     from markdown_it import MarkdownIt
 
     metadata, text = split_front_matter(decode(data, path), path)
-    line_starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]
+    # markdown-it counts lines after normalising \r\n and lone \r to \n; count them the same way.
+    line_starts = [0] + [m.end() for m in _LINE_BREAK.finditer(text)]
     tokens = MarkdownIt("commonmark").parse(text)
     headings: list[tuple[int, int, str]] = []
     for i, tok in enumerate(tokens):
         if tok.type == "heading_open" and tok.map is not None:
-            title = tokens[i + 1].content.strip() if i + 1 < len(tokens) else ""
+            inline = tokens[i + 1] if i + 1 < len(tokens) else None
+            title = _inline_text(inline.children or []) if inline is not None else ""
             headings.append((line_starts[tok.map[0]], int(tok.tag[1]), title))
     title = str(metadata.get("title") or next((h[2] for h in headings if h[1] == 1), "") or path.stem)
     return Parsed(text=text, sections=_sections_from_headings(text, headings), title=title, metadata=metadata)
@@ -113,38 +151,65 @@ def parse_text(data: bytes, path: Path) -> Parsed:
     return Parsed(text=text, sections=[Section(text=text, path=(), start=0)], title=title)
 
 
-_BLOCKS = ["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "td", "th", "pre", "blockquote", "dt", "dd", "caption"]
+# Elements that start a new block of text; everything else (spans, links, emphasis) flows inline.
+_BLOCK_TAGS = frozenset(
+    "h1 h2 h3 h4 h5 h6 p li td th pre blockquote dt dd caption div section article main aside header "
+    "ul ol dl table thead tbody tfoot tr form fieldset legend figure figcaption address details summary "
+    "hr body html".split()
+)
+_HEADING_TAGS = ("h1", "h2", "h3", "h4", "h5", "h6")
+_SKIP_TAGS = ("script", "style", "noscript", "template", "nav", "footer", "head", "title", "iframe", "svg")
 
 
 def parse_html(data: bytes, path: Path) -> Parsed:
-    """HTML: visible block text joined by blank lines; h1-h6 delimit sections."""
-    from bs4 import BeautifulSoup
+    """HTML: visible text, one block per block element, joined by blank lines; h1-h6 delimit sections.
+
+    Text outside the usual text tags (a bare ``<div>``, a table cell's loose text) is kept, each piece
+    of text appears once however deeply blocks nest, and inline markup does not split words.
+    """
+    from bs4 import BeautifulSoup, NavigableString, Tag
+    from bs4.element import Comment, Declaration, Doctype, ProcessingInstruction
 
     soup = BeautifulSoup(decode(data, path), "html.parser")
-    for tag in soup(["script", "style", "noscript", "template", "nav", "footer", "head"]):
-        if tag.name == "head":
-            continue
-        tag.decompose()
     page_title = soup.title.get_text(" ", strip=True) if soup.title else ""
     parts: list[str] = []
     headings: list[tuple[int, int, str]] = []
     offset = 0
-    body = soup.body or soup
-    for el in body.find_all(_BLOCKS):
-        if el.find_parent(_BLOCKS) is not None and el.name not in ("li",):
-            continue  # its text is already part of an enclosing block
-        block = re.sub(r"\s+", " ", el.get_text(" ", strip=True))
+    pending: list[str] = []
+
+    def flush(heading_level: int = 0) -> None:
+        nonlocal offset
+        block = re.sub(r"\s+", " ", "".join(pending)).strip()
+        pending.clear()
         if not block:
-            continue
-        if el.name in ("h1", "h2", "h3", "h4", "h5", "h6"):
-            headings.append((offset, int(el.name[1]), block))
+            return
+        if heading_level:
+            headings.append((offset, heading_level, block))
         parts.append(block)
         offset += len(block) + 2
+
+    def walk(node: Tag) -> None:
+        for child in node.children:
+            if isinstance(child, Comment | Declaration | Doctype | ProcessingInstruction):
+                continue
+            if isinstance(child, NavigableString):
+                pending.append(str(child))
+            elif isinstance(child, Tag):
+                name = child.name.lower()
+                if name in _SKIP_TAGS:
+                    continue
+                if name == "br":
+                    pending.append(" ")
+                elif name in _BLOCK_TAGS:
+                    flush()
+                    walk(child)
+                    flush(int(name[1]) if name in _HEADING_TAGS else 0)
+                else:
+                    walk(child)
+
+    walk(soup)
+    flush()
     text = "\n\n".join(parts)
-    if not text.strip():
-        # Pages without block tags: fall back to all visible text.
-        text = re.sub(r"[ \t]+", " ", body.get_text("\n", strip=True))
-        headings = []
     title = page_title or next((h[2] for h in headings if h[1] == 1), "") or path.stem
     return Parsed(text=text, sections=_sections_from_headings(text, headings), title=title)
 
@@ -152,7 +217,6 @@ def parse_html(data: bytes, path: Path) -> Parsed:
 def parse_pdf(data: bytes, path: Path) -> Parsed:
     """PDF: one section per page, numbered from 1."""
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -161,7 +225,8 @@ def parse_pdf(data: bytes, path: Path) -> Parsed:
         pages = [p.extract_text() or "" for p in reader.pages]
     except ParseError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError, AttributeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - damaged PDFs make pypdf raise almost anything
+        # (PdfReadError, LimitReachedError, NotImplementedError for a mangled filter name, zlib.error, ...)
         raise ParseError(f"{path.name}: corrupt or unreadable PDF ({type(exc).__name__}: {exc})") from exc
     sections: list[Section] = []
     chunks: list[str] = []
@@ -182,38 +247,39 @@ def parse_pdf(data: bytes, path: Path) -> Parsed:
 
 
 def parse_docx(data: bytes, path: Path) -> Parsed:
-    """DOCX: paragraphs and tables in order; 'Heading N' and 'Title' styles delimit sections."""
-    import zipfile
-
+    """DOCX: paragraphs and tables in document order; 'Heading N' and 'Title' styles delimit sections."""
     from docx import Document as DocxDocument
+    from docx.table import Table
 
-    try:
-        doc = DocxDocument(io.BytesIO(data))
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise ParseError(f"{path.name}: corrupt or unreadable DOCX ({type(exc).__name__}: {exc})") from exc
     parts: list[str] = []
     headings: list[tuple[int, int, str]] = []
     offset = 0
-    title = doc.core_properties.title or ""
-    for para in doc.paragraphs:
-        block = para.text.strip()
-        if not block:
-            continue
-        style = (para.style.name if para.style is not None else "") or ""
-        m = re.match(r"Heading (\d)", style)
-        if m or style == "Title":
-            level = int(m.group(1)) if m else 1
-            headings.append((offset, level, block))
-            if style == "Title" and not title:
-                title = block
-        parts.append(block)
-        offset += len(block) + 2
-    for table in doc.tables:
-        for row in table.rows:
-            block = " | ".join(c.text.strip() for c in row.cells)
-            if block.strip(" |"):
-                parts.append(block)
-                offset += len(block) + 2
+    try:
+        doc = DocxDocument(io.BytesIO(data))
+        title = doc.core_properties.title or ""
+        # Tables are read where they stand, so a table under a heading belongs to that heading's section.
+        for item in doc.iter_inner_content():
+            if isinstance(item, Table):
+                for row in item.rows:
+                    block = " | ".join(c.text.strip() for c in row.cells)
+                    if block.strip(" |"):
+                        parts.append(block)
+                        offset += len(block) + 2
+                continue
+            block = item.text.strip()
+            if not block:
+                continue
+            style = (item.style.name if item.style is not None else "") or ""
+            m = re.match(r"Heading (\d)", style)
+            if m or style == "Title":
+                level = int(m.group(1)) if m else 1
+                headings.append((offset, level, block))
+                if style == "Title" and not title:
+                    title = block
+            parts.append(block)
+            offset += len(block) + 2
+    except Exception as exc:  # noqa: BLE001 - damaged archives raise BadZipFile, KeyError, zlib.error, lxml errors...
+        raise ParseError(f"{path.name}: corrupt or unreadable DOCX ({type(exc).__name__}: {exc})") from exc
     text = "\n\n".join(parts)
     title = title or next((h[2] for h in headings if h[1] == 1), "") or path.stem
     return Parsed(text=text, sections=_sections_from_headings(text, headings), title=title)
@@ -230,17 +296,23 @@ def _records_to_parsed(records: list[dict[str, Any]], path: Path) -> Parsed:
 def parse_csv(data: bytes, path: Path) -> Parsed:
     """CSV: each row becomes one line of ``column: value`` pairs."""
     text = decode(data, path)
+    # Only the delimiter is sniffed: the Sniffer's quoting guesses are unreliable (it often decides that
+    # quotes are not doubled, which turns Excel's "say ""hi""" into 'say "hi"""'). Quoting stays RFC 4180.
     try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
+        delimiter = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|").delimiter
     except csv.Error:
-        dialect = csv.excel  # type: ignore[assignment]
+        delimiter = ","
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows: list[dict[str, Any]] = []
     try:
-        rows = list(csv.DictReader(io.StringIO(text), dialect=dialect))
+        for row in reader:
+            if None in row:
+                raise ParseError(
+                    f"{path.name}: malformed CSV: line {reader.line_num} has more fields than the header"
+                )
+            rows.append(row)
     except csv.Error as exc:
-        raise ParseError(f"{path.name}: malformed CSV ({exc})") from exc
-    if rows and any(None in r for r in rows):
-        bad = next(i for i, r in enumerate(rows, start=2) if None in r)
-        raise ParseError(f"{path.name}: malformed CSV: line {bad} has more fields than the header")
+        raise ParseError(f"{path.name}: malformed CSV at line {reader.line_num} ({exc})") from exc
     return _records_to_parsed(rows, path)
 
 
@@ -248,7 +320,8 @@ def parse_jsonl(data: bytes, path: Path) -> Parsed:
     """JSONL: one JSON object per line; each becomes one line of ``key: value`` pairs."""
     text = decode(data, path)
     records: list[dict[str, Any]] = []
-    for n, line in enumerate(text.splitlines(), start=1):
+    # Split on \n only: str.splitlines() also breaks at U+2028 and friends, which JSON allows inside strings.
+    for n, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -278,13 +351,17 @@ def is_supported(path: Path) -> bool:
     return path.suffix.lower() in PARSERS
 
 
+def _unsupported_message(path: Path) -> str:
+    return (
+        f"{path.name}: unsupported format '{path.suffix or '(no extension)'}'; "
+        f"supported: {', '.join(sorted(PARSERS))}"
+    )
+
+
 def read_source(path: Path, max_bytes: int | None = None) -> bytes:
     """Read a source file's bytes, refusing files over ``max_bytes``, empty files and unknown formats."""
     if not is_supported(path):
-        raise UnsupportedFormatError(
-            f"{path.name}: unsupported format '{path.suffix or '(no extension)'}'; "
-            f"supported: {', '.join(sorted(PARSERS))}"
-        )
+        raise UnsupportedFormatError(_unsupported_message(path))
     try:
         size = path.stat().st_size
         if max_bytes is not None and size > max_bytes:
@@ -302,9 +379,13 @@ def read_source(path: Path, max_bytes: int | None = None) -> bytes:
 
 def parse_bytes(data: bytes, path: Path) -> Parsed:
     """Parse a file's bytes with the parser for its extension."""
-    parsed = PARSERS[path.suffix.lower()](data, path)
+    parser = PARSERS.get(path.suffix.lower())
+    if parser is None:
+        raise UnsupportedFormatError(_unsupported_message(path))
+    parsed = parser(data, path)
     if not parsed.text.strip():
-        raise ParseError(f"{path.name}: no extractable text (a scanned PDF needs OCR first)")
+        hint = " (a scanned PDF needs OCR first)" if path.suffix.lower() == ".pdf" else ""
+        raise ParseError(f"{path.name}: no extractable text{hint}")
     return parsed
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import threading
@@ -51,22 +52,10 @@ class MiniLMEmbedder:
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:
-        """Load the model now rather than on the first call."""
-        with self._lock:
-            if self._model is not None:
-                return
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            import torch
-            from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()
-
-            torch.set_num_threads(self.threads)
-            model = SentenceTransformer(str(minilm_model_dir()), device="cpu")
-            model.encode(["warm up"])  # the first call pays one-off graph set-up costs
-            self._model = model
+        """Load the model now rather than on the first call (shared by every instance in the process)."""
+        if self._model is None:
+            with self._lock:
+                self._model = _load_sentence_transformer(str(minilm_model_dir()), self.threads)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts in batches; vectors are unit length so dot product is cosine similarity."""
@@ -78,6 +67,21 @@ class MiniLMEmbedder:
             convert_to_numpy=True,
         )
         return np.asarray(vecs, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_sentence_transformer(path: str, threads: int) -> Any:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    torch.set_num_threads(threads)
+    model = SentenceTransformer(path, device="cpu")
+    model.encode(["warm up"])  # the first call pays one-off graph set-up costs
+    return model
 
 
 def make_embedder(model: str, batch_size: int = 32, threads: int = 2) -> Embedder:
