@@ -5,6 +5,7 @@ A document none of these covers gets an empty ACL and nobody can retrieve it (fa
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,16 @@ def parse_acl(value: Any, where: str) -> Acl:
         raise AclError(f"{where}: unknown acl key(s) {sorted(unknown)}; use users, groups, public")
 
     def names(key: str) -> frozenset[str]:
-        raw = value.get(key) or []
+        raw = value.get(key)
+        if raw is None:
+            raw = []
         if isinstance(raw, str):
             raw = [raw]
         if not isinstance(raw, list) or not all(isinstance(x, str | int) for x in raw):
             raise AclError(f"{where}: acl {key} must be a list of names")
+        # YAML reads bare yes/no/true/false/on/off as booleans: never turn them into a name "True".
+        if any(isinstance(x, bool) for x in raw):
+            raise AclError(f"{where}: acl {key} holds a yes/no/true/false value; quote names like 'no'")
         return frozenset(str(x).strip() for x in raw if str(x).strip())
 
     public = value.get("public", False)
@@ -53,6 +59,7 @@ def parse_acl_option(spec: str) -> Acl:
     groups: set[str] = set()
     for part in filter(None, (p.strip() for p in spec.split(","))):
         kind, _, name = part.partition(":")
+        kind, name = kind.strip(), name.strip()
         if kind == "user" and name:
             users.add(name)
         elif kind == "group" and name:
@@ -60,8 +67,13 @@ def parse_acl_option(spec: str) -> Acl:
         elif part == "public":
             raise AclError("--acl: 'public' cannot be combined with users or groups")
         else:
-            raise AclError(f"--acl: {part!r} is not user:NAME, group:NAME or public (e.g. --acl group:legal,user:ann)")
-    return Acl(users=frozenset(users), groups=frozenset(groups))
+            raise AclError(
+                f"--acl: {part!r} is not user:NAME, group:NAME or public (e.g. --acl group:legal,user:ann)"
+            )
+    try:
+        return Acl(users=frozenset(users), groups=frozenset(groups))
+    except AclError as exc:
+        raise AclError(f"--acl: {exc}") from exc
 
 
 def _load_acl_file(path: Path) -> Acl:
@@ -79,18 +91,22 @@ class AclResolver:
 
     def __init__(self, root: Path, default: Acl | None = None) -> None:
         self.root = root.resolve()
+        # Folders are walked as written, not with symlinks resolved: a symlinked sub-folder inherits the
+        # ACL of the folder it sits in, not of wherever its target happens to live (often: no ACL, so the
+        # run default, which may be public). Paths given already resolved are walked against the real root.
+        self._roots = {self.root, Path(os.path.abspath(root))}
         self.default = default or Acl()
         self._folders: dict[Path, Acl | None] = {}
 
     def folder_acl(self, folder: Path) -> Acl | None:
         """The ACL of the nearest ``_acl.yaml`` at or above ``folder`` (up to the root), if any."""
-        folder = folder.resolve()
+        folder = Path(os.path.abspath(folder))
         if folder in self._folders:
             return self._folders[folder]
         own = folder / ACL_FILE
         if own.is_file():
             acl: Acl | None = _load_acl_file(own)
-        elif folder == self.root or self.root not in folder.parents:
+        elif folder in self._roots or not any(root in folder.parents for root in self._roots):
             acl = None
         else:
             acl = self.folder_acl(folder.parent)

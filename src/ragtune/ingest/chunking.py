@@ -15,9 +15,10 @@ from ragtune.core import Chunk, Document
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
-# A sentence ends at . ! ? (optionally followed by a closing quote or bracket) before whitespace,
-# or at a line break. Abbreviations split wrongly are harmless here: we only need boundaries to pack.
-_SENT_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n\s*")
+# A sentence ends at . ! ? (optionally followed by closing quotes or brackets, which belong to it) before
+# whitespace, or at a line break. Abbreviations split wrongly are harmless: we only need boundaries to pack.
+# Group 1 / group 2 is the whitespace between two sentences.
+_SENT_END = re.compile(r"(?<=[.!?])[\"'\u201d\u2019\u00bb)\]]*(\s+)|(\n\s*)")
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -25,7 +26,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     pos = 0
     for m in _SENT_END.finditer(text):
-        spans.append((pos, m.start()))
+        spans.append((pos, m.start(1) if m.group(1) is not None else m.start(2)))
         pos = m.end()
     spans.append((pos, len(text)))
     out = []
@@ -58,7 +59,9 @@ def minilm_token_counts(texts: Sequence[str]) -> list[int]:
     return [len(e.ids) for e in _minilm_tokenizer().encode_batch(list(texts), add_special_tokens=False)]
 
 
-def _split_long(text: str, start: int, end: int, max_tokens: int, count: TokenCounter) -> list[tuple[int, int]]:
+def _split_long(
+    text: str, start: int, end: int, max_tokens: int, count: TokenCounter
+) -> list[tuple[int, int]]:
     """Split one over-long sentence into word windows that fit the budget."""
     words = [(m.start() + start, m.end() + start) for m in re.finditer(r"\S+", text[start:end])]
     counts = count([text[s:e] for s, e in words])
@@ -85,7 +88,11 @@ def chunk_document(
     overlap_tokens: int = 32,
     count_tokens: TokenCounter = minilm_token_counts,
 ) -> list[Chunk]:
-    """Split a document's sections into chunks of at most ``max_tokens`` tokens (a lone word may exceed it)."""
+    """Split a document's sections into chunks of at most ``max_tokens`` tokens (a lone word may exceed it).
+
+    Token counts are summed per sentence, which is exact for word-piece tokenizers (they never merge
+    across whitespace), and sentences cover every non-space character, so no text falls between chunks.
+    """
     if overlap_tokens >= max_tokens:
         raise ValueError("overlap_tokens must be smaller than max_tokens")
     chunks: list[Chunk] = []
@@ -112,9 +119,12 @@ def chunk_document(
             spans.append((sized[i][0], sized[j - 1][1]))
             if j >= len(sized):
                 break
-            # Start the next chunk with trailing whole sentences worth at most `overlap_tokens`.
+            # Start the next chunk with trailing whole sentences worth at most `overlap_tokens`, and only as
+            # many as leave room for the next new sentence: otherwise the next chunk would hold nothing but
+            # the overlap, a duplicate of text the previous chunk already has.
             k, back = j, 0
-            while k - 1 > i and back + sized[k - 1][2] <= overlap_tokens:
+            budget = min(overlap_tokens, max_tokens - sized[j][2])
+            while k - 1 > i and back + sized[k - 1][2] <= budget:
                 back += sized[k - 1][2]
                 k -= 1
             i = k

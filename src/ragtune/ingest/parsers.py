@@ -20,7 +20,7 @@ import yaml
 from ragtune.core import Section
 from ragtune.errors import ParseError, UnsupportedFormatError
 
-# The body group is optional so that an empty block (``---`` directly followed by ``---``) is front matter too.
+# The body group is optional: an empty block (``---`` straight after ``---``) is front matter too.
 FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(?:(.*?)\r?\n)?---[ \t]*(?:\r?\n|\Z)", re.S)
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _BOMS = (
@@ -62,7 +62,9 @@ def decode(data: bytes, path: Path) -> str:
     matches = from_bytes(data)
     best = matches.best()
     if best is None:
-        raise ParseError(f"{path.name}: not UTF-8 and no text encoding could be detected; convert it to UTF-8")
+        raise ParseError(
+            f"{path.name}: not UTF-8 and no text encoding could be detected; convert it to UTF-8"
+        )
     # Short Western-European texts decode equally "well" in several code pages and charset-normalizer
     # breaks the tie arbitrarily (cp1250 turns "crème" into "crčme"). Windows-1252 is by far the most
     # common legacy encoding, so it wins every tie.
@@ -153,9 +155,12 @@ def parse_text(data: bytes, path: Path) -> Parsed:
 
 # Elements that start a new block of text; everything else (spans, links, emphasis) flows inline.
 _BLOCK_TAGS = frozenset(
-    "h1 h2 h3 h4 h5 h6 p li td th pre blockquote dt dd caption div section article main aside header "
-    "ul ol dl table thead tbody tfoot tr form fieldset legend figure figcaption address details summary "
-    "hr body html".split()
+    [
+        "h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "td", "th", "pre", "blockquote", "dt", "dd",
+        "caption", "div", "section", "article", "main", "aside", "header", "ul", "ol", "dl", "table",
+        "thead", "tbody", "tfoot", "tr", "form", "fieldset", "legend", "figure", "figcaption", "address",
+        "details", "summary", "hr", "body", "html",
+    ]
 )
 _HEADING_TAGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 _SKIP_TAGS = ("script", "style", "noscript", "template", "nav", "footer", "head", "title", "iframe", "svg")
@@ -188,26 +193,28 @@ def parse_html(data: bytes, path: Path) -> Parsed:
         parts.append(block)
         offset += len(block) + 2
 
-    def walk(node: Tag) -> None:
-        for child in node.children:
-            if isinstance(child, Comment | Declaration | Doctype | ProcessingInstruction):
+    # Iterative document-order walk (deeply nested pages would overflow a recursive one); an int on the
+    # stack marks the end of a block element: 1-6 for a heading of that level, 0 for any other block.
+    stack: list[Any] = list(reversed(soup.contents))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, int):
+            flush(node)
+        elif isinstance(node, Comment | Declaration | Doctype | ProcessingInstruction):
+            continue
+        elif isinstance(node, NavigableString):
+            pending.append(str(node))
+        elif isinstance(node, Tag):
+            name = node.name.lower()
+            if name in _SKIP_TAGS:
                 continue
-            if isinstance(child, NavigableString):
-                pending.append(str(child))
-            elif isinstance(child, Tag):
-                name = child.name.lower()
-                if name in _SKIP_TAGS:
-                    continue
-                if name == "br":
-                    pending.append(" ")
-                elif name in _BLOCK_TAGS:
-                    flush()
-                    walk(child)
-                    flush(int(name[1]) if name in _HEADING_TAGS else 0)
-                else:
-                    walk(child)
-
-    walk(soup)
+            if name == "br":
+                pending.append(" ")
+                continue
+            if name in _BLOCK_TAGS:
+                flush()
+                stack.append(int(name[1]) if name in _HEADING_TAGS else 0)
+            stack.extend(reversed(node.contents))
     flush()
     text = "\n\n".join(parts)
     title = page_title or next((h[2] for h in headings if h[1] == 1), "") or path.stem
@@ -290,7 +297,8 @@ def _records_to_parsed(records: list[dict[str, Any]], path: Path) -> Parsed:
     for rec in records:
         lines.append("; ".join(f"{k}: {v}" for k, v in rec.items() if v not in (None, "")))
     text = "\n".join(lines)
-    return Parsed(text=text, sections=[Section(text=text, path=(), start=0)] if text.strip() else [], title=path.stem)
+    sections = [Section(text=text, path=(), start=0)] if text.strip() else []
+    return Parsed(text=text, sections=sections, title=path.stem)
 
 
 def parse_csv(data: bytes, path: Path) -> Parsed:
