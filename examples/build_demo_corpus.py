@@ -4,7 +4,7 @@ PolicyQA (Ahmad et al., Findings of EMNLP 2020; MIT license) ships each website'
 SQuAD-style paragraphs with reading-comprehension questions labelled by OPP-115 category. This script
 turns its ``dev.json`` into what ragtune's demo and tests ingest:
 
-- one Markdown document per website, ``<out>/<folder>/<website>.md``, with front matter, an H1 title
+- one Markdown document per website, ``<out>/corpus/<folder>/<website>.md``, with front matter, an H1 title
   and an ``## <Category>`` heading wherever the dominant OPP-115 category of the paragraphs changes;
 - one ``_acl.yaml`` per folder: ``public/`` is public, ``retail/`` is the ``retail`` group's and
   ``media/`` is the ``media`` group's, so the demo users alice (retail) and bob (media) see different
@@ -78,14 +78,20 @@ ACLS: dict[str, str] = {
     "media": "acl: {groups: [media]}\n",
 }
 DEMO_USERS: dict[str, str] = {"alice": "retail", "bob": "media"}
-# Each is answered best (checked lexically: BM25 over the paragraphs) by a policy in a group-restricted
-# folder, so alice and bob get different answers and citations: (question, website that answers it).
-DEMO_QUESTIONS: tuple[tuple[str, str], ...] = (
-    ("Do you share my personal information with vendors who help fulfill my purchases?", "ticketmaster.com"),
+# Each is answered best by a policy in a group-restricted folder (checked with BM25 and MiniLM over the
+# paragraphs), so alice and bob get different answers and citations:
+# (question, website that answers it best, other websites in the same folder that also answer it).
+DEMO_QUESTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (
+        "Do you share my personal information with vendors who help fulfill my purchases?",
+        "ticketmaster.com",
+        ("buffalowildwings.com",),
+    ),
     (
         "Can I opt out of having my personal information shared with business partners "
         "for marketing and advertising?",
         "theatlantic.com",
+        ("style.com",),
     ),
 )
 
@@ -114,6 +120,7 @@ class Policy:
     website: str
     paragraphs: tuple[Paragraph, ...]
     questions: tuple[GoldQuestion, ...]
+    n_questions: int
 
 
 def default_data_dir() -> Path:
@@ -171,7 +178,8 @@ def load_policies(dev_json: Path) -> list[Policy]:
                             category=category_of(qa["type"]),
                         )
                     )
-        policies.append(Policy(article["title"].strip(), tuple(paragraphs), tuple(questions)))
+        n_questions = sum(len(para["qas"]) for para in article["paragraphs"])
+        policies.append(Policy(article["title"].strip(), tuple(paragraphs), tuple(questions), n_questions))
     return policies
 
 
@@ -295,9 +303,9 @@ in `demo_questions.txt` show it; each is answered best by a policy only one of t
 
 ## Ingesting it
 
-The policies are the Markdown files under `public/`, `retail/` and `media/`; this `SOURCE.md`, `LICENSE`,
-`questions.jsonl` and `demo_questions.txt` describe the sample and are not policies. Ingest the three
-folders (or exclude these files) so they are not indexed as documents.
+The policies are the Markdown files under `corpus/` (in `public/`, `retail/` and `media/`, each with its
+`_acl.yaml`); this `SOURCE.md`, `LICENSE`, `questions.jsonl` and `demo_questions.txt` describe the sample.
+Ingest `corpus/`: `ragtune ingest examples/data/policies/corpus`.
 """
 
 
@@ -312,11 +320,11 @@ def write_outputs(policies: list[Policy], dev_json: Path, out: Path) -> list[Pat
         written.append(path)
 
     for folder, acl in ACLS.items():
-        write(out / folder / "_acl.yaml", acl)
+        write(out / "corpus" / folder / "_acl.yaml", acl)
     gold: list[dict[str, str]] = []
     for policy in sorted(policies, key=lambda p: (list(FOLDERS).index(folder_of(p.website)), p.website)):
         folder = folder_of(policy.website)
-        write(out / folder / f"{policy.website}.md", render_markdown(policy))
+        write(out / "corpus" / folder / f"{policy.website}.md", render_markdown(policy))
         for q, answer in pick_questions(policy):
             gold.append(
                 {
@@ -329,11 +337,11 @@ def write_outputs(policies: list[Policy], dev_json: Path, out: Path) -> list[Pat
             )
     # Policies removed from FOLDERS (or moved) must not linger under their old ACL.
     for folder in FOLDERS:
-        for stale in sorted((out / folder).glob("*.md")):
+        for stale in sorted((out / "corpus" / folder).glob("*.md")):
             if stale not in written:
                 stale.unlink()
     write(out / "questions.jsonl", "".join(json.dumps(g, ensure_ascii=False) + "\n" for g in gold))
-    write(out / "demo_questions.txt", "".join(q + "\n" for q, _ in DEMO_QUESTIONS))
+    write(out / "demo_questions.txt", "".join(q + "\n" for q, _, _ in DEMO_QUESTIONS))
 
     websites_present = {p.website for p in policies}
     folder_rows = "\n".join(
@@ -346,20 +354,22 @@ def write_outputs(policies: list[Policy], dev_json: Path, out: Path) -> list[Pat
         f"| `{user}` | `{group}` | `public/` + `{group}/` |" for user, group in DEMO_USERS.items()
     )
     demo_rows = "\n".join(
-        f"| {q} | `{folder_of(site)}/{site}.md` | "
+        f"| {q} | `{folder_of(site)}/{site}.md`"
+        + "".join(f" (also `{other}`)" for other in also)
+        + " | "
         + " | ".join(
             "cites it" if folder_of(site) in ("public", group) else "cannot see it: another policy, or none"
             for group in DEMO_USERS.values()
         )
         + " |"
-        for q, site in DEMO_QUESTIONS
+        for q, site, also in DEMO_QUESTIONS
     )
     write(
         out / "SOURCE.md",
         SOURCE_MD.format(
             n_sites=len(policies),
             n_paragraphs=sum(len(p.paragraphs) for p in policies),
-            n_questions=sum(len(p.questions) for p in policies),
+            n_questions=sum(p.n_questions for p in policies),
             per_site=QUESTIONS_PER_SITE,
             n_gold=len(gold),
             min_words=MIN_ANSWER_WORDS,

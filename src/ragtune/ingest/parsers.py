@@ -21,7 +21,7 @@ from ragtune.core import Section
 from ragtune.errors import ParseError, UnsupportedFormatError
 
 # The body group is optional: an empty block (``---`` straight after ``---``) is front matter too.
-FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(?:(.*?)\r?\n)?---[ \t]*(?:\r?\n|\Z)", re.S)
+FRONT_MATTER = re.compile(r"\A---[ \t]*(?:\r\n?|\n)(?:(.*?)(?:\r\n?|\n))?---[ \t]*(?:\r\n?|\n|\Z)", re.S)
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _BOMS = (
     (b"\xff\xfe\x00\x00", "utf-32"),

@@ -22,7 +22,7 @@ from ragtune.core import Acl, Chunk, Document
 from ragtune.errors import RagtuneError
 from ragtune.ingest.acl import ACL_FILE, AclResolver
 from ragtune.ingest.chunking import chunk_document, minilm_token_counts
-from ragtune.ingest.parsers import is_supported, parse_bytes, read_front_matter, read_source
+from ragtune.ingest.parsers import parse_bytes, read_front_matter, read_source
 from ragtune.models.embedder import Embedder
 from ragtune.store.base import DocRecord, Store
 

@@ -185,7 +185,7 @@ class LanceStore:
         from lancedb.query import MatchQuery
 
         rows = (
-            self.table.search(MatchQuery(query, "search_text"), query_type="fts")
+            self.table.search(MatchQuery(query, "search_text"), query_type="fts")  # type: ignore[call-arg]
             .where(acl_filter(principal), prefilter=True)
             .select(["chunk_id", "_score"])
             .limit(k)

@@ -1,0 +1,73 @@
+"""`make demo`: ingest the sample policy corpus, then ask the same questions as two users.
+
+alice (group retail) may read the public and retail policies; bob (group media) the public and media ones.
+Each answer cites only what its asker may read, so the two users get different answers and sources.
+Runs the real `ragtune` commands in-process (so the model loads once) and prints each command first.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from contextlib import redirect_stdout
+from io import StringIO
+from pathlib import Path
+
+from rich.console import Console
+
+from ragtune.cli import app
+
+HERE = Path(__file__).resolve().parent
+CORPUS = HERE / "data" / "policies" / "corpus"
+QUESTIONS = HERE / "data" / "policies" / "demo_questions.txt"
+PROJECT = HERE.parent / ".demo"
+USERS = {"alice": "retail", "bob": "media"}
+console = Console()
+
+
+def ragtune(*args: str, quiet: bool = False) -> str:
+    """Run one `ragtune` command in this process, echoing it; returns what it printed."""
+    if not quiet:
+        console.print(f"\n[bold cyan]$ ragtune {' '.join(args)}[/bold cyan]")
+    buf = StringIO()
+    try:
+        with redirect_stdout(buf) if quiet else redirect_stdout(sys.stdout):
+            app(list(args), standalone_mode=False)
+    except SystemExit as exc:
+        if exc.code:
+            raise
+    return buf.getvalue()
+
+
+def main() -> None:
+    """Run the demo end to end."""
+    if "--fresh" in sys.argv and PROJECT.exists():
+        shutil.rmtree(PROJECT)
+    if not (PROJECT / "ragtune.yaml").exists():
+        ragtune("init", str(PROJECT))
+    ragtune("ingest", str(CORPUS), "--project", str(PROJECT))
+    questions = [q.strip() for q in QUESTIONS.read_text(encoding="utf-8").splitlines() if q.strip()]
+    cited: dict[tuple[str, str], set[str]] = {}
+    for question in questions:
+        console.rule(f"[bold]{question}")
+        for user, group in USERS.items():
+            ragtune("ask", question, "--user", user, "--groups", group, "--project", str(PROJECT))
+            raw = ragtune("ask", question, "--user", user, "--groups", group, "--json", "--project",
+                          str(PROJECT), quiet=True)
+            answer = json.loads(raw)
+            cited[(question, user)] = {Path(c["path"]).parent.name + "/" + Path(c["path"]).name
+                                       for c in answer["citations"]}
+    console.rule("[bold]What each user's answers cited")
+    for (question, user), paths in cited.items():
+        console.print(f"[bold]{user:5s}[/bold] {question[:60]}… → {', '.join(sorted(paths)) or '(abstained)'}")
+    for user, group in USERS.items():
+        other = {g for u, g in USERS.items() if u != user}
+        leaked = [p for (_, u), ps in cited.items() if u == user for p in ps if p.split("/")[0] in other]
+        if leaked:
+            raise SystemExit(f"demo failed: {user} was shown {leaked}, outside group {group}")
+    console.print("\n[green]Each user was answered only from policies their groups may read.[/green]")
+
+
+if __name__ == "__main__":
+    main()
