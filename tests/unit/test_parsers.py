@@ -382,6 +382,19 @@ def test_csv_rows_become_column_value_lines(tmp_path: Path) -> None:
     assert_offsets(parsed)
 
 
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ('col0,col1\r\nZürich,"say ""hi"""\r\n', 'col0: Zürich; col1: say "hi"'),
+        ("q,a\r\nit's,\"don't \"\"stop\"\"\"\r\n", 'q: it\'s; a: don\'t "stop"'),
+        ('a,b\n1,"two\nlines"\n', "a: 1; b: two\nlines"),
+    ],
+    ids=["doubled-quotes", "apostrophes", "multi-line-field"],
+)
+def test_csv_quoting_follows_rfc4180(tmp_path: Path, source: str, expected: str) -> None:
+    assert parse_file(write(tmp_path, "q.csv", source)).text == expected
+
+
 def test_csv_semicolon_delimiter_is_detected(tmp_path: Path) -> None:
     parsed = parse_file(write(tmp_path, "eu.csv", "product;price\nWidget;3,50\nGadget;12,00\n"))
     assert parsed.text == "product: Widget; price: 3,50\nproduct: Gadget; price: 12,00"
@@ -401,7 +414,8 @@ def test_jsonl_objects_become_key_value_lines(tmp_path: Path) -> None:
     lines = [
         json.dumps({"id": 1, "question": "Reset password?", "answer": "Use the portal."}),
         "",
-        json.dumps({"id": 2, "question": "VPN", "answer": "Line\u2028separator inside a string"}),
+        # A raw U+2028 is legal inside a JSON string; it must not split the line.
+        json.dumps({"id": 2, "question": "VPN", "answer": "Line\u2028separator inside a string"}, ensure_ascii=False),
         json.dumps("a bare string"),
     ]
     parsed = parse_file(write(tmp_path, "faq.jsonl", "\n".join(lines) + "\n"))
