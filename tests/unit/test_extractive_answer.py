@@ -1,0 +1,55 @@
+"""The extractive answerer: quotes supporting sentences with correct citation numbers, or abstains."""
+
+from __future__ import annotations
+
+import re
+
+from ragtune.answer.extractive import ABSTAIN_TEXT, ExtractiveAnswerer
+from ragtune.core import Chunk, Hit, Principal
+from ragtune.models.embedder import MiniLMEmbedder
+
+
+def chunk(cid: str, text: str) -> Chunk:
+    return Chunk(chunk_id=cid, doc_id=cid, source_path=f"/{cid}.md", title=cid, section_path=("S",), page=None,
+                 char_start=0, char_end=len(text), text=text, content_hash="", doc_hash="", mtime=0.0,
+                 acl=("public",))
+
+
+def hits(embedder: MiniLMEmbedder, question: str, chunks: list[Chunk]) -> list[Hit]:
+    qv = embedder.embed([question])[0]
+    sims = embedder.embed([c.search_text for c in chunks]) @ qv
+    return [Hit(c, 1.0 / (i + 1), dense_score=float(s)) for i, (c, s) in enumerate(zip(chunks, sims, strict=True))]
+
+
+def test_answer_quotes_the_supporting_sentence_with_its_citation(embedder: MiniLMEmbedder) -> None:
+    q = "How long are backups retained?"
+    cs = [
+        chunk("a", "The office opens at nine. Backups are retained for ninety days in two regions."),
+        chunk("b", "Parking is free on weekends. The cafeteria serves lunch from noon."),
+    ]
+    ans = ExtractiveAnswerer(embedder, max_sentences=1).answer(q, hits(embedder, q, cs), Principal("u"))
+    assert not ans.abstained
+    assert ans.text == "Backups are retained for ninety days in two regions. [1]"
+    assert [(c.number, c.chunk.chunk_id) for c in ans.citations] == [(1, "a")]
+
+
+def test_every_citation_number_in_the_text_exists(embedder: MiniLMEmbedder) -> None:
+    q = "What happens to customer data after account closure?"
+    cs = [
+        chunk("a", "Customer data is deleted thirty days after account closure."),
+        chunk("b", "After closure, invoices about the customer are kept for ten years for tax audits."),
+        chunk("c", "Customer data may be exported before account closure on request."),
+    ]
+    ans = ExtractiveAnswerer(embedder, max_sentences=3).answer(q, hits(embedder, q, cs), Principal("u"))
+    numbers = {int(n) for n in re.findall(r"\[(\d+)\]", ans.text)}
+    assert numbers == {c.number for c in ans.citations} and len(numbers) >= 2
+    for c in ans.citations:
+        assert c.snippet in c.chunk.text and c.snippet in ans.text
+
+
+def test_abstains_below_the_relevance_threshold(embedder: MiniLMEmbedder) -> None:
+    q = "What is the capital of Mongolia?"
+    cs = [chunk("a", "Backups are retained for ninety days in two regions.")]
+    ans = ExtractiveAnswerer(embedder, min_relevance=0.35).answer(q, hits(embedder, q, cs), Principal("u"))
+    assert ans.abstained and ans.text == ABSTAIN_TEXT and ans.citations == ()
+    assert ExtractiveAnswerer(embedder).answer(q, [], Principal("u")).abstained
