@@ -23,3 +23,11 @@ class AclError(RagtuneError):
 
 class EmptyCorpusError(RagtuneError):
     """A command needs ingested documents and there are none."""
+
+
+class DataError(RagtuneError):
+    """Labelled data is missing, malformed or unusable for training."""
+
+
+class ModelNotFoundError(RagtuneError):
+    """A named model (or version) is not in the registry."""

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import docx
@@ -23,6 +24,8 @@ from ragtune.ingest.parsers import (
     read_front_matter,
     read_source,
 )
+
+Damage = Callable[[bytes], bytes]
 
 
 def assert_offsets(parsed: Parsed) -> None:
@@ -314,7 +317,7 @@ def test_pdf_without_text_needs_ocr(tmp_path: Path) -> None:
     ],
     ids=["random", "header-then-garbage", "truncated-half", "truncated-start", "bad-filter"],
 )
-def test_corrupt_pdf_is_a_parse_error_naming_the_file(tmp_path: Path, damage) -> None:  # type: ignore[no-untyped-def]
+def test_corrupt_pdf_is_a_parse_error_naming_the_file(tmp_path: Path, damage: Damage) -> None:
     pdf = make_pdf(["Some text on page one.", "More text on page two."])
     assert b"/FlateDecode" in pdf
     with pytest.raises(ParseError, match=r"^broken\.pdf: .*PDF"):
@@ -355,7 +358,7 @@ def test_docx_table_stays_in_the_section_it_is_in(tmp_path: Path) -> None:
     ],
     ids=["random", "truncated", "fake-zip-header"],
 )
-def test_corrupt_docx_is_a_parse_error(tmp_path: Path, damage) -> None:  # type: ignore[no-untyped-def]
+def test_corrupt_docx_is_a_parse_error(tmp_path: Path, damage: Damage) -> None:
     with pytest.raises(ParseError, match=r"^bad\.docx: corrupt or unreadable DOCX"):
         parse_file(write(tmp_path, "bad.docx", damage(make_docx())))
 

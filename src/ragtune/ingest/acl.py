@@ -45,8 +45,9 @@ def parse_acl(value: Any, where: str) -> Acl:
     public = value.get("public", False)
     if not isinstance(public, bool):
         raise AclError(f"{where}: acl public must be true or false")
+    users, groups = names("users"), names("groups")  # outside the try: their errors already say where
     try:
-        return Acl(users=names("users"), groups=names("groups"), public=public)
+        return Acl(users=users, groups=groups, public=public)
     except AclError as exc:
         raise AclError(f"{where}: {exc}") from exc
 
