@@ -69,6 +69,7 @@ class Settings(BaseSettings):
 
     project_dir: Path = Path(".")
     store_path: Path = Path("index")
+    models_path: Path = Path("models")
     embedder: EmbedderSettings = EmbedderSettings()
     ingest: IngestSettings = IngestSettings()
     chunking: ChunkingSettings = ChunkingSettings()
@@ -91,6 +92,12 @@ class Settings(BaseSettings):
     def index_dir(self) -> Path:
         """Absolute path of the store folder."""
         p = self.store_path
+        return p if p.is_absolute() else self.project_dir / p
+
+    @property
+    def models_dir(self) -> Path:
+        """Absolute path of the model registry."""
+        p = self.models_path
         return p if p.is_absolute() else self.project_dir / p
 
 
@@ -135,6 +142,8 @@ CONFIG_TEMPLATE = """\
 
 # Where the index lives (LanceDB: vectors, BM25 full-text index, ACL columns), relative to this file.
 store_path: index
+# Where trained classifiers are registered (one folder per model, one sub-folder per version).
+models_path: models
 
 embedder:
   model: minilm        # the packaged all-MiniLM-L6-v2 (384-d); runs offline

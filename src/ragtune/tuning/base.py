@@ -27,7 +27,7 @@ Progress = Callable[[str, int, int, dict[str, float]], None]
 _REGISTRY: dict[str, type[TextClassifier]] = {}
 
 
-class TextClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+class TextClassifier(ClassifierMixin, BaseEstimator):
     """Base of every ragtune classifier (``method`` names it: head, setfit, finetune)."""
 
     method: ClassVar[str] = ""
@@ -78,7 +78,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             tr, cal = np.arange(len(y)), np.array([], dtype=int)
         self._fit_model([texts[i] for i in tr], y[tr], progress)
         self.temperature_ = 1.0
-        self.calibration_ = {"examples": int(len(cal))}
+        self.calibration_: dict[str, float] = {"examples": float(len(cal))}
         if len(cal):
             logits = self._logits([texts[i] for i in cal])
             self.temperature_ = fit_temperature(logits, y[cal])
