@@ -35,8 +35,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # long paths and answers stay on one line when piped or captured
+err = Console(stderr=True, soft_wrap=True)
 
 ProjectOpt = Annotated[
     Path | None,

@@ -209,6 +209,15 @@ def test_symlinked_sub_folder_inherits_from_where_it_sits(tree: Path, tmp_path: 
     assert r.resolve(tree / "legal" / "linked" / "a.md", None) == LEGAL
 
 
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symlinks")
+def test_files_reached_through_a_link_to_the_root_still_inherit(tree: Path, tmp_path: Path) -> None:
+    alias = tmp_path / "alias"
+    alias.symlink_to(tree, target_is_directory=True)
+    assert AclResolver(tree).resolve(alias / "legal" / "sub" / "a.md", None) == LEGAL
+    assert AclResolver(alias).resolve(tree / "legal" / "a.md", None) == LEGAL
+    assert AclResolver(alias).resolve(alias / "open" / "a.md", None) == Acl(public=True)
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

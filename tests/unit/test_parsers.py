@@ -428,6 +428,12 @@ def test_jsonl_objects_become_key_value_lines(tmp_path: Path) -> None:
     assert_offsets(parsed)
 
 
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr"])
+def test_jsonl_line_endings(tmp_path: Path, newline: str) -> None:
+    source = newline.join(['{"a": 1}', '{"b": "x\u0085y"}', ""])
+    assert parse_file(write(tmp_path, "e.jsonl", source)).text == "a: 1\nb: x\u0085y"
+
+
 def test_invalid_jsonl_line_names_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(ParseError, match=r"^bad\.jsonl: line 3 is not valid JSON"):
         parse_file(write(tmp_path, "bad.jsonl", '{"a": 1}\n{"b": 2}\n{"c": \n'))

@@ -99,15 +99,20 @@ class AclResolver:
         self.default = default or Acl()
         self._folders: dict[Path, Acl | None] = {}
 
+    def _inside(self, folder: Path) -> bool:
+        return any(folder == root or root in folder.parents for root in self._roots)
+
     def folder_acl(self, folder: Path) -> Acl | None:
         """The ACL of the nearest ``_acl.yaml`` at or above ``folder`` (up to the root), if any."""
         folder = Path(os.path.abspath(folder))
+        if not self._inside(folder):
+            folder = folder.resolve()  # reached through a link to the root or one of its parents
         if folder in self._folders:
             return self._folders[folder]
         own = folder / ACL_FILE
         if own.is_file():
             acl: Acl | None = _load_acl_file(own)
-        elif folder in self._roots or not any(root in folder.parents for root in self._roots):
+        elif folder in self._roots or not self._inside(folder):
             acl = None
         else:
             acl = self.folder_acl(folder.parent)

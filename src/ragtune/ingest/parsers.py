@@ -328,8 +328,8 @@ def parse_jsonl(data: bytes, path: Path) -> Parsed:
     """JSONL: one JSON object per line; each becomes one line of ``key: value`` pairs."""
     text = decode(data, path)
     records: list[dict[str, Any]] = []
-    # Split on \n only: str.splitlines() also breaks at U+2028 and friends, which JSON allows inside strings.
-    for n, line in enumerate(text.split("\n"), start=1):
+    # Not str.splitlines(): it also breaks at U+2028, U+2029 and U+0085, which JSON allows inside strings.
+    for n, line in enumerate(_LINE_BREAK.split(text), start=1):
         if not line.strip():
             continue
         try:

@@ -6,6 +6,7 @@ import functools
 import importlib.util
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -58,15 +59,42 @@ class MiniLMEmbedder:
                 self._model = _load_sentence_transformer(str(minilm_model_dir()), self.threads)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed texts in batches; vectors are unit length so dot product is cosine similarity."""
+        """Embed texts in batches; vectors are unit length so dot product is cosine similarity.
+
+        Recently embedded texts come from a process-wide LRU cache (the audit, training and evaluation
+        of one data set embed the same texts; a query repeated by many users is embedded once).
+        """
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        self.warm_up()
-        vecs = self._model.encode(
-            list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False,
-            convert_to_numpy=True,
-        )
-        return np.asarray(vecs, dtype=np.float32)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        missing: dict[str, list[int]] = {}
+        with _CACHE_LOCK:
+            for i, t in enumerate(texts):
+                v = _CACHE.get(t)
+                if v is None:
+                    missing.setdefault(t, []).append(i)
+                else:
+                    _CACHE.move_to_end(t)
+                    out[i] = v
+        if missing:
+            self.warm_up()
+            todo = list(missing)
+            vecs = np.asarray(self._model.encode(
+                todo, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False,
+                convert_to_numpy=True,
+            ), dtype=np.float32)
+            with _CACHE_LOCK:
+                for t, v in zip(todo, vecs, strict=True):
+                    out[missing[t]] = v
+                    _CACHE[t] = v
+                while len(_CACHE) > CACHE_SIZE:
+                    _CACHE.popitem(last=False)
+        return out
+
+
+CACHE_SIZE = 20_000
+_CACHE: OrderedDict[str, np.ndarray] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=4)
