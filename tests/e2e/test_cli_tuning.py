@@ -1,0 +1,61 @@
+"""`ragtune train`, `classify` and `models` end to end on the committed banking77 slice."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from ragtune.cli import app
+
+DATA = Path(__file__).resolve().parents[2] / "examples" / "data" / "banking77"
+runner = CliRunner()
+
+
+def ok(*args: str) -> str:
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_train_classify_and_manage_models(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    ok("init", str(proj))
+    out = ok("train", str(DATA / "train.csv"), "--label-col", "category", "--name", "triage", "--method", "head",
+             "--test", str(DATA / "test.csv"), "-p", str(proj))
+    assert "## Label audit" in out and "method: head" in out and "registered triage v1" in out
+    folder = proj / "models" / "triage" / "v1"
+    for f in ("report.md", "report.html", "confusion.png", "reliability.png", "audit.json", "card.json"):
+        assert (folder / f).is_file(), f
+    html = (folder / "report.html").read_text()
+    assert "data:image/png;base64," in html and "macro-F1" in html and "Label audit" in html
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["accuracy"] > 0.85
+
+    got = json.loads(ok("classify", "I still haven't received my new card", "--model", "triage", "--top-k", "3",
+                        "--json", "-p", str(proj)))
+    assert got["label"] == "card_arrival" and len(got["top_k"]) == 3
+    assert got["top_k"][0]["probability"] >= got["top_k"][1]["probability"] >= got["top_k"][2]["probability"]
+    review = json.loads(ok("classify", "hello", "--model", "triage", "--threshold", "1.0", "--json", "-p", str(proj)))
+    assert review["label"] == "needs_review"
+
+    src = tmp_path / "in.csv"
+    with src.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "text"])
+        w.writerows([["1", "my card was stolen"], ["2", "what is the exchange rate for euros"]])
+    ok("classify", "--model", "triage", "--input", str(src), "--output", str(tmp_path / "out.csv"), "-p", str(proj))
+    rows = list(csv.DictReader((tmp_path / "out.csv").open()))
+    assert [r["id"] for r in rows] == ["1", "2"]
+    assert [r["predicted_label"] for r in rows] == ["lost_or_stolen_card", "exchange_rate"]
+    assert all(0.0 < float(r["probability"]) <= 1.0 for r in rows)
+
+    listed = json.loads(ok("models", "list", "--json", "-p", str(proj)))
+    assert [(m["name"], m["version"], m["method"]) for m in listed] == [("triage", 1, "head")]
+    card = json.loads(ok("models", "show", "triage", "-p", str(proj)))
+    assert card["data_sha256"] and len(card["classes"]) == 8 and card["metrics"]["accuracy"] > 0.85
+    ok("models", "delete", "triage", "-p", str(proj))
+    result = runner.invoke(app, ["classify", "x", "--model", "triage", "-p", str(proj)])
+    assert result.exit_code != 0 and "no model named 'triage'" in str(result.exception)
