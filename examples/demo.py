@@ -1,4 +1,5 @@
-"""`make demo`: ingest the sample policy corpus, then ask the same questions as two users.
+"""`make demo`: ingest the sample policy corpus, ask the same questions as two users, then train and use a
+support-triage classifier.
 
 alice (group retail) may read the public and retail policies; bob (group media) the public and media ones.
 Each answer cites only what its asker may read, so the two users get different answers and sources.
@@ -67,6 +68,18 @@ def main() -> None:
         if leaked:
             raise SystemExit(f"demo failed: {user} was shown {leaked}, outside group {group}")
     console.print("\n[green]Each user was answered only from policies their groups may read.[/green]")
+    tuning_demo()
+
+
+def tuning_demo() -> None:
+    """Train a support-triage classifier on the banking77 slice, then route a few messages with it."""
+    console.rule("[bold]Fine-tuning: a calibrated support-triage classifier")
+    data = HERE / "data" / "banking77"
+    ragtune("train", str(data / "train.csv"), "--label-col", "category", "--name", "triage", "--method", "head",
+            "--test", str(data / "test.csv"), "--threshold", "0.6", "--project", str(PROJECT))
+    for message in ("I lost my card on the train yesterday", "Why was I charged for taking out cash?",
+                    "Is the app available in French?"):
+        ragtune("classify", message, "--model", "triage", "--top-k", "2", "--project", str(PROJECT))
 
 
 if __name__ == "__main__":

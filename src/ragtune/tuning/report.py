@@ -33,7 +33,7 @@ def _plot_confusion(metrics: dict[str, Any], path: Path) -> None:
                 if cm[i, j]:
                     ax.text(j, i, str(int(cm[i, j])), ha="center", va="center",
                             color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
-    ax.set_title("Confusion matrix (row-normalised colour, counts)")
+    ax.set_title("Confusion matrix (counts; colour = row share)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
