@@ -20,11 +20,11 @@ def nll(logits: np.ndarray, y: np.ndarray, temperature: float = 1.0) -> float:
     return float(-np.mean(np.log(np.clip(p, 1e-12, 1.0))))
 
 
-def fit_temperature(logits: np.ndarray, y: np.ndarray, low: float = 0.5, high: float = 20.0) -> float:
+def fit_temperature(logits: np.ndarray, y: np.ndarray, low: float = 0.05, high: float = 20.0) -> float:
     """The temperature in [low, high] minimising validation NLL.
 
-    The lower bound matters on small calibration sets: when every held-out example is right, NLL keeps
-    falling as T -> 0 and would make the model certain of everything, out-of-domain inputs included.
+    Raise ``low`` on calibration sets the model gets entirely right: there NLL keeps falling as T -> 0 and
+    would make the model certain of everything, out-of-domain inputs included.
     """
     if len(y) == 0:
         return 1.0
