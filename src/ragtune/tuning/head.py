@@ -12,8 +12,48 @@ from sklearn.linear_model import LogisticRegression
 from ragtune.models.embedder import MiniLMEmbedder
 from ragtune.tuning.base import Progress, TextClassifier
 
+HEAD_FILE = "head.npz"
 
-class HeadClassifier(TextClassifier):
+
+class LogisticHead:
+    """A logistic-regression head over sentence embeddings: fitting, logits and its own file.
+
+    Shared by every classifier whose last stage is ``LogisticRegression`` on embeddings (head, setfit).
+    """
+
+    C: float
+    max_iter: int
+    random_state: int
+    model_: LogisticRegression
+
+    def _fit_head(self, x: np.ndarray, y: np.ndarray, progress: Progress | None) -> None:
+        if progress:
+            progress("fit", 0, 1, {})
+        self.model_ = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.random_state)
+        self.model_.fit(x, y)
+        if progress:
+            progress("fit", 1, 1, {})
+
+    def logits_from_embeddings(self, x: np.ndarray) -> np.ndarray:
+        """Class logits for embeddings (columns follow ``classes_``)."""
+        z = x @ self.model_.coef_.T + self.model_.intercept_
+        if z.shape[1] == 1:  # binary: scikit-learn keeps one column for the positive class
+            z = np.hstack([np.zeros_like(z), z])
+        return np.asarray(z)
+
+    def _save_head(self, folder: Path) -> None:
+        np.savez(folder / HEAD_FILE, coef=self.model_.coef_, intercept=self.model_.intercept_,
+                 classes=self.model_.classes_)
+
+    def _load_head(self, folder: Path) -> None:
+        data = np.load(folder / HEAD_FILE)
+        self.model_ = LogisticRegression(C=self.C)
+        self.model_.coef_ = data["coef"]
+        self.model_.intercept_ = data["intercept"]
+        self.model_.classes_ = data["classes"]
+
+
+class HeadClassifier(LogisticHead, TextClassifier):
     """Logistic regression on frozen all-MiniLM-L6-v2 sentence embeddings."""
 
     method: ClassVar[str] = "head"
@@ -51,31 +91,13 @@ class HeadClassifier(TextClassifier):
         return np.vstack(out) if out else np.zeros((0, emb.dim), dtype=np.float32)
 
     def _fit_model(self, texts: list[str], y: np.ndarray, progress: Progress | None) -> None:
-        x = self.embed(texts, progress)
-        if progress:
-            progress("fit", 0, 1, {})
-        self.model_ = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.random_state)
-        self.model_.fit(x, y)
-        if progress:
-            progress("fit", 1, 1, {})
+        self._fit_head(self.embed(texts, progress), y, progress)
 
     def _logits(self, texts: Sequence[str]) -> np.ndarray:
         return self.logits_from_embeddings(self.embed(texts))
 
-    def logits_from_embeddings(self, x: np.ndarray) -> np.ndarray:
-        """Class logits for precomputed embeddings (columns follow ``classes_``)."""
-        z = x @ self.model_.coef_.T + self.model_.intercept_
-        if z.shape[1] == 1:  # binary: scikit-learn keeps one column for the positive class
-            z = np.hstack([np.zeros_like(z), z])
-        return np.asarray(z)
-
     def _save_model(self, folder: Path) -> None:
-        np.savez(folder / "head.npz", coef=self.model_.coef_, intercept=self.model_.intercept_,
-                 classes=self.model_.classes_)
+        self._save_head(folder)
 
     def _load_model(self, folder: Path) -> None:
-        data = np.load(folder / "head.npz")
-        self.model_ = LogisticRegression(C=self.C)
-        self.model_.coef_ = data["coef"]
-        self.model_.intercept_ = data["intercept"]
-        self.model_.classes_ = data["classes"]
+        self._load_head(folder)

@@ -21,9 +21,9 @@ from sklearn.linear_model import LogisticRegression
 from ragtune.errors import ModelNotFoundError
 from ragtune.models.embedder import minilm_model_dir
 from ragtune.tuning.base import Progress, TextClassifier
+from ragtune.tuning.head import HEAD_FILE, LogisticHead
 
 ENCODER_DIR = "encoder"
-HEAD_FILE = "head.npz"
 
 
 def _offline_torch(threads: int) -> None:
@@ -45,7 +45,7 @@ def _load_encoder(path: Path, max_length: int) -> Any:
     return model
 
 
-class SetFitClassifier(TextClassifier):
+class SetFitClassifier(LogisticHead, TextClassifier):
     """SetFit: the MiniLM encoder tuned contrastively on label pairs, then logistic regression on it.
 
     Each iteration draws one same-label and one different-label pair per training text, so one epoch is
@@ -92,13 +92,7 @@ class SetFitClassifier(TextClassifier):
         _offline_torch(self.threads)
         self.encoder_ = _load_encoder(minilm_model_dir(), self.max_length)
         self.train_loss_ = self._tune_encoder(texts, [int(v) for v in y], progress)
-        x = self.embed(texts, progress)
-        if progress:
-            progress("fit", 0, 1, {})
-        self.model_ = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.random_state)
-        self.model_.fit(x, y)
-        if progress:
-            progress("fit", 1, 1, {})
+        self._fit_head(self.embed(texts, progress), y, progress)
 
     def _tune_encoder(self, texts: list[str], y: list[int], progress: Progress | None) -> float:
         """Contrastive tuning of ``encoder_`` in place with setfit's Trainer; returns the mean training loss."""
@@ -163,18 +157,10 @@ class SetFitClassifier(TextClassifier):
     def _logits(self, texts: Sequence[str]) -> np.ndarray:
         return self.logits_from_embeddings(self.embed(texts))
 
-    def logits_from_embeddings(self, x: np.ndarray) -> np.ndarray:
-        """Class logits for embeddings of the tuned encoder (columns follow ``classes_``)."""
-        z = x @ self.model_.coef_.T + self.model_.intercept_
-        if z.shape[1] == 1:  # binary: scikit-learn keeps one column for the positive class
-            z = np.hstack([np.zeros_like(z), z])
-        return np.asarray(z)
-
     # -- persistence ----------------------------------------------------------------------------------------
     def _save_model(self, folder: Path) -> None:
         self.encoder_.save(str(folder / ENCODER_DIR), create_model_card=False)
-        np.savez(folder / HEAD_FILE, coef=self.model_.coef_, intercept=self.model_.intercept_,
-                 classes=self.model_.classes_)
+        self._save_head(folder)
 
     def _load_model(self, folder: Path) -> None:
         encoder_dir = folder / ENCODER_DIR
@@ -183,8 +169,4 @@ class SetFitClassifier(TextClassifier):
                                      "missing): train it again")
         _offline_torch(self.threads)
         self.encoder_ = _load_encoder(encoder_dir, self.max_length)
-        data = np.load(folder / HEAD_FILE)
-        self.model_ = LogisticRegression(C=self.C)
-        self.model_.coef_ = data["coef"]
-        self.model_.intercept_ = data["intercept"]
-        self.model_.classes_ = data["classes"]
+        self._load_head(folder)
