@@ -12,6 +12,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import sys
@@ -30,6 +31,36 @@ DOCS_HEADER = (
     "replaces its own row on each run; the command that produced a table is given above it. Data sets and\n"
     "their published reference figures: `../shared/data/README.md`.\n"
 )
+
+
+def cache_dir(*parts: str) -> Path:
+    """A folder under ``.bench/`` (created), which ignores itself in git as ``.ruff_cache`` does."""
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    marker = BENCH_DIR / ".gitignore"
+    if not marker.is_file():
+        marker.write_text("# benchmark caches (corpus files, indexes, logs): never commit\n*\n")
+    path = BENCH_DIR.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def clear_embedding_cache() -> None:
+    """Empty ragtune's process-wide embedding cache, so timed embeddings are computed, not looked up.
+
+    ``MiniLMEmbedder`` keeps recently embedded texts in an LRU cache shared by the process; a benchmark that
+    embeds the same texts twice (re-runs, or a baseline on the pipeline's chunk texts) would time lookups.
+    """
+    from ragtune.models import embedder as module
+
+    cache = getattr(module, "_CACHE", None)
+    if cache is None:
+        return
+    lock = getattr(module, "_CACHE_LOCK", None)
+    if lock is None:
+        cache.clear()
+        return
+    with lock:
+        cache.clear()
 
 
 class DataMissingError(SystemExit):
@@ -113,6 +144,7 @@ def markdown_for(doc: SciFactDoc) -> str:
 def write_corpus(folder: Path, docs: Sequence[SciFactDoc]) -> str:
     """Write each abstract as ``<_id>.md`` (only files whose bytes differ); remove strays. Returns a hash."""
     folder.mkdir(parents=True, exist_ok=True)
+    cache_dir()  # makes sure .bench/ ignores itself in git
     digest = hashlib.sha256()
     wanted: set[str] = set()
     for doc in docs:
@@ -207,8 +239,9 @@ def write_row(
     """Insert or replace the row whose first cell is ``key`` in the table under ``## section``.
 
     A missing file gets the benchmarks header; a missing section gets its heading, ``intro``, the exact
-    ``command`` that produced it and a table with ``header`` (all required then). Rows of other keys and
-    everything outside the section's table are kept as they are.
+    ``command`` that produced it and a table with ``header`` (all required then). An existing section gets
+    ``intro`` and ``command`` (when given) replaced. Rows of other keys and everything outside the section
+    are kept as they are.
     """
     if _split_row(markdown_row)[0] != key:
         raise ValueError(f"the row's first cell must be the key {key!r}: {markdown_row!r}")
@@ -233,6 +266,11 @@ def write_row(
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    cmd_at = next((i for i in range(start + 1, end) if lines[i].startswith("Command (from")), None)
+    if intro is not None and cmd_at is not None:
+        # Keep the description current (it names the settings and machine of the latest run).
+        lines[start + 1 : cmd_at] = ["", intro.strip(), ""]
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
     if command is not None:
         # Keep the recorded command exact: replace the fenced block that follows "Command".
         for i in range(start + 1, end - 1):
@@ -267,5 +305,5 @@ def command_line() -> str:
         rel = script.relative_to(REPO_ROOT)
     except ValueError:
         rel = script
-    args = " ".join(sys.argv[1:])
+    args = shlex.join(sys.argv[1:])  # quoted, so the recorded line can be pasted into a shell
     return f"RAGTUNE_DATA=../shared/data .venv/bin/python {rel}" + (f" {args}" if args else "")
