@@ -61,3 +61,5 @@ def test_rrf_matches_the_formula_and_weights() -> None:
     assert order == ["a", "b"]
     with pytest.raises(ValueError):
         reciprocal_rank_fusion([["a"]], weights=[1.0, 2.0])
+    # A switched-off ranking adds nothing, not even zero-score padding.
+    assert reciprocal_rank_fusion([["a"], ["b", "c"]], weights=[1.0, 0.0]) == [("a", pytest.approx(1 / 61))]

@@ -18,6 +18,8 @@ def reciprocal_rank_fusion(
         raise ValueError("one weight per ranking")
     scores: dict[K, float] = {}
     for ranking, w in zip(rankings, weights, strict=True):
+        if w == 0:
+            continue  # a switched-off ranking must not pad the result with zero-score items
         for rank, key in enumerate(ranking, start=1):
             scores[key] = scores.get(key, 0.0) + w / (k + rank)
     return sorted(scores.items(), key=lambda kv: -kv[1])
