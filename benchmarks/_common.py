@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ragtune.models.embedder import clear_embedding_cache as clear_embedding_cache  # re-exported for the scripts
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCS_FILE = REPO_ROOT / "docs" / "benchmarks.md"
 BENCH_DIR = REPO_ROOT / ".bench"  # caches (corpus files, indexes); gitignored
@@ -42,25 +44,6 @@ def cache_dir(*parts: str) -> Path:
     path = BENCH_DIR.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def clear_embedding_cache() -> None:
-    """Empty ragtune's process-wide embedding cache, so timed embeddings are computed, not looked up.
-
-    ``MiniLMEmbedder`` keeps recently embedded texts in an LRU cache shared by the process; a benchmark that
-    embeds the same texts twice (re-runs, or a baseline on the pipeline's chunk texts) would time lookups.
-    """
-    from ragtune.models import embedder as module
-
-    cache = getattr(module, "_CACHE", None)
-    if cache is None:
-        return
-    lock = getattr(module, "_CACHE_LOCK", None)
-    if lock is None:
-        cache.clear()
-        return
-    with lock:
-        cache.clear()
 
 
 class DataMissingError(SystemExit):

@@ -26,9 +26,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import command_line, data_dir, emit, machine, write_row  # noqa: E402
+from _common import clear_embedding_cache, command_line, data_dir, emit, machine, write_row  # noqa: E402
 
-from ragtune.models import embedder as embedder_module  # noqa: E402
 from ragtune.tuning.base import classifier_class  # noqa: E402
 from ragtune.tuning.evaluate import ClassificationEvaluator  # noqa: E402
 
@@ -89,7 +88,7 @@ def main() -> None:
     params, scores = select_params(args.method, texts, labels, grid, args.seed)
 
     clf = classifier_class(args.method)(random_state=args.seed, **params)
-    embedder_module._CACHE.clear()  # the selection runs embedded these texts: train time must include it
+    clear_embedding_cache()  # the selection runs embedded these texts: train time must include it
     t0 = time.perf_counter()
     clf.fit(texts, labels)
     train_s = time.perf_counter() - t0

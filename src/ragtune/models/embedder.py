@@ -97,6 +97,12 @@ _CACHE: OrderedDict[str, np.ndarray] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 
 
+def clear_embedding_cache() -> None:
+    """Forget every cached embedding (benchmarks call this so timed work is computed, not looked up)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
 @functools.lru_cache(maxsize=4)
 def _load_sentence_transformer(path: str, threads: int) -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
