@@ -30,7 +30,7 @@ from ragtune.project import Project
 
 app = typer.Typer(
     name="ragtune",
-    help="Permission-aware RAG with citations: ingest documents, then search and ask as a user.",
+    help="RAG with per-document permissions and citations, plus calibrated fine-tuned classifiers.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -126,8 +126,11 @@ def ingest(
     ] = None,
     project: ProjectOpt = None,
 ) -> None:
-    """Ingest a folder incrementally: only new or changed files are embedded, deleted files are removed,
-    changed ACLs are applied. Corrupt or unsupported files are reported and skipped."""
+    """Ingest a folder incrementally (only new or changed files are embedded).
+
+    Deleted files are removed and changed ACLs applied, effective when the command returns. Corrupt,
+    unsupported, empty or oversized files are reported by name with the reason and skipped.
+    """
     proj = Project.open(project)
     default_acl = parse_acl_option(acl) if acl else None
     with _progress() as bar:
@@ -188,8 +191,10 @@ def ask(
     json_out: JsonOpt = False,
     project: ProjectOpt = None,
 ) -> None:
-    """Answer a question from the chunks USER may read, with numbered citations and a latency breakdown.
-    Abstains ("no accessible source supports an answer") when nothing readable is relevant enough."""
+    """Answer from the chunks USER may read, with numbered citations and a latency breakdown.
+
+    Abstains ("no accessible source supports an answer") when nothing readable is relevant enough.
+    """
     principal = _principal(user, groups)
     answer = Project.open(project).ask(question, principal)
     if json_out:
@@ -302,8 +307,11 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed for splits and training.")] = 0,
     project: ProjectOpt = None,
 ) -> None:
-    """Train a calibrated classifier: label audit first (blocking problems stop it), then fit, evaluate on
-    held-out data, register a new version and write its report (Markdown + HTML)."""
+    """Train a calibrated classifier from labelled examples and register a new version.
+
+    A label audit runs first (blocking problems stop it); then fit, evaluation on held-out data, and a
+    report (Markdown + HTML) next to the model.
+    """
     from ragtune.tuning.train import train_classifier
 
     proj = Project.open(project)
