@@ -39,7 +39,7 @@ class Project:
     def embedder(self) -> Embedder:
         """The configured embedder (model weights load on first embed)."""
         e = self.settings.embedder
-        return make_embedder(e.model, batch_size=e.batch_size, threads=e.threads)
+        return make_embedder(e.model, batch_size=e.batch_size, threads=e.threads, runtime=e.runtime)
 
     @cached_property
     def store(self) -> LanceStore:

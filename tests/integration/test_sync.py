@@ -24,7 +24,7 @@ class CountingEmbedder:
 
     def __init__(self, inner: MiniLMEmbedder) -> None:
         self.inner = inner
-        self.name, self.dim = inner.name, inner.dim
+        self.name, self.dim, self.window = inner.name, inner.dim, inner.window
         self.texts = 0
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

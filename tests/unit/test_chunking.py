@@ -370,3 +370,25 @@ def test_section_paths_survive_into_search_text() -> None:
     (chunk,) = chunk_document(doc, count_tokens=word_counts)
     assert chunk.search_text == "The Guide > Guide > Part 0\nOnly sentence."
     assert re.fullmatch(r"doc-1-\d{5}", chunk.chunk_id)
+
+
+@FAST
+@given(st.lists(PROSE, min_size=1, max_size=2), st.sampled_from([(24, 4), (48, 8), (256, 32)]))
+def test_with_a_window_the_search_text_fits_the_embedder(texts: list[str], budget: tuple[int, int]) -> None:
+    window, overlap = budget
+    doc = make_doc(texts)
+    chunks = chunk_document(doc, window, overlap, minilm_token_counts, window=window)
+    head = minilm_token_counts(["The Guide > Guide > Part 0"])[0]
+    # The text budget shrinks by the head line and [CLS]/[SEP]; every other invariant still holds.
+    check_invariants(doc, chunks, window - head - 2, min(overlap, window - head - 3), minilm_token_counts)
+    for c in chunks:
+        n = minilm_token_counts([c.search_text])[0] + 2
+        assert n <= window or len(c.text.split()) == 1, (n, c.search_text)
+
+
+def test_a_head_longer_than_half_the_window_keeps_half_the_budget_for_text() -> None:
+    body = " ".join(f"w{i}." for i in range(40))
+    doc = make_doc([body])  # head "The Guide > Guide > Part 0" is 6 words
+    chunks = chunk_document(doc, 10, 2, word_counts, window=10)
+    assert max(word_counts([c.text for c in chunks])) == 5  # max(10 - 6 - 2, 10 // 2)
+    check_invariants(doc, chunks, 5, 2, word_counts)

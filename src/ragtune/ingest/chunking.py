@@ -82,13 +82,26 @@ def chunk_id_for(doc_id: str, ordinal: int) -> str:
     return f"{doc_id}-{ordinal:05d}"
 
 
+SPECIAL_TOKENS = 2  # [CLS] and [SEP], which the embedder adds to every input
+
+
+def _head_tokens(doc: Document, path: tuple[str, ...], count: TokenCounter) -> int:
+    head = " > ".join(p for p in (doc.title, *path) if p)
+    return count([head])[0] if head else 0
+
+
 def chunk_document(
     doc: Document,
     max_tokens: int = 256,
     overlap_tokens: int = 32,
     count_tokens: TokenCounter = minilm_token_counts,
+    window: int | None = None,
 ) -> list[Chunk]:
     """Split a document's sections into chunks of at most ``max_tokens`` tokens (a lone word may exceed it).
+
+    ``window`` is the embedder's input length: when given, each chunk's search text (the title > section
+    head line plus the text) and the special tokens fit in it too, so no chunk's tail is cut off before it
+    is embedded. A head so long that it would leave less than half the budget is left to be truncated.
 
     Token counts are summed per sentence, which is exact for word-piece tokenizers (they never merge
     across whitespace), and sentences cover every non-space character, so no text falls between chunks.
@@ -97,8 +110,14 @@ def chunk_document(
         raise ValueError("overlap_tokens must be smaller than max_tokens")
     chunks: list[Chunk] = []
     acl = tuple(doc.acl.tokens())
+    full_budget, full_overlap = max_tokens, overlap_tokens
     for section in doc.sections:
         base = section.start
+        max_tokens, overlap_tokens = full_budget, full_overlap
+        if window is not None:
+            room = window - SPECIAL_TOKENS - _head_tokens(doc, section.path, count_tokens)
+            max_tokens = max(min(full_budget, room), full_budget // 2, 1)
+            overlap_tokens = min(full_overlap, max_tokens - 1)
         spans: list[tuple[int, int]] = []
         raw = sentence_spans(section.text)
         counts = count_tokens([section.text[s:e] for s, e in raw])

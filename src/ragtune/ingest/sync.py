@@ -194,7 +194,8 @@ class Syncer:
             acl=acl,
             format=path.suffix.lower().lstrip("."),
         )
-        chunks = chunk_document(doc, self.max_tokens, self.overlap_tokens, minilm_token_counts)
+        chunks = chunk_document(doc, self.max_tokens, self.overlap_tokens, minilm_token_counts,
+                                window=self.embedder.window)
         pending.append(_Pending(doc, chunks))
         if old is None:
             report.ingested += 1

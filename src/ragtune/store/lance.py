@@ -44,6 +44,7 @@ class LanceStore:
         self.path = Path(path)
         self.dim = dim
         self._table: Any = None
+        self._checked: tuple[int, int] | None = None  # (table version, row count) when indexes were last checked
 
     def _schema(self) -> pa.Schema:
         return pa.schema(
@@ -179,9 +180,8 @@ class LanceStore:
 
     def lexical_search(self, query: str, principal: Principal, k: int) -> list[tuple[str, float]]:
         """BM25 over the search text of chunks the principal may read (ACL pre-filter in the query)."""
-        if not query.strip() or self.count() == 0:
+        if not query.strip() or self._ensure_indexes() == 0:
             return []
-        self._ensure_indexes()
         from lancedb.query import MatchQuery
 
         rows = (
@@ -195,7 +195,7 @@ class LanceStore:
 
     def dense_search(self, vector: np.ndarray, principal: Principal, k: int) -> list[tuple[str, float]]:
         """Exact cosine search over chunks the principal may read (ACL pre-filter in the query)."""
-        if self.count() == 0:
+        if self._ensure_indexes() == 0:
             return []
         rows = (
             self.table.search(np.asarray(vector, dtype=np.float32), query_type="vector")
@@ -221,17 +221,32 @@ class LanceStore:
         )
         return {r["chunk_id"]: self._to_chunk(r) for r in rows}
 
-    def _ensure_indexes(self) -> None:
-        kinds = {ix.index_type for ix in self.table.list_indices()}
-        if "FTS" not in kinds:
-            from lancedb.index import FTS
+    def _ensure_indexes(self) -> int:
+        """Create missing indexes; return the row count. Checked once per table version, not per query."""
+        version = self.version()
+        if self._checked is not None and self._checked[0] == version:
+            return self._checked[1]
+        rows = self.count()
+        if rows:
+            from lancedb.index import FTS, BTree, IvfFlat, LabelList
 
-            self.table.create_index("search_text", config=FTS(stem=True, remove_stop_words=True))
-        if "LabelList" not in kinds:
-            # Makes the ACL pre-filter (array_has_any) an index lookup instead of a scan.
-            from lancedb.index import LabelList
-
-            self.table.create_index("acl", config=LabelList())
+            have = {tuple(ix.columns) for ix in self.table.list_indices()}
+            wanted = {
+                "search_text": FTS(stem=True, remove_stop_words=True),
+                # Makes the ACL pre-filter (array_has_any) an index lookup instead of a scan.
+                "acl": LabelList(),
+                # Makes the fetch of the final hits by id a lookup.
+                "chunk_id": BTree(),
+                # One partition: still an exact search (every vector is compared), but through the index's
+                # scan it took half the time of an unindexed one on SciFact (4.2 vs 9.0 ms at 9k chunks).
+                "vector": IvfFlat(distance_type="cosine", num_partitions=1),
+            }
+            for column, config in wanted.items():
+                if (column,) not in have:
+                    self.table.create_index(column, config=config)
+            version = self.version()
+        self._checked = (version, rows)
+        return rows
 
     def count(self) -> int:
         """Number of stored chunks."""
@@ -243,9 +258,8 @@ class LanceStore:
 
     def optimize(self) -> None:
         """Build the BM25 index if missing and fold new rows into the indexes; prune old versions."""
-        if self.count() == 0:
+        if self._ensure_indexes() == 0:
             return
-        self._ensure_indexes()
         from datetime import timedelta
 
         self.table.optimize(cleanup_older_than=timedelta(days=1))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -20,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ragtune.errors import ConfigError, ModelNotFoundError
-from ragtune.models.embedder import minilm_model_dir
+from ragtune.models.embedder import minilm_model_dir, onnx_session
 from ragtune.tuning.base import Progress, TextClassifier
 
 MODEL_DIR = "model"
@@ -222,17 +223,9 @@ class FineTuneClassifier(TextClassifier):
         return path
 
     def _onnx_session(self, path: Path) -> Any:
-        try:
-            import onnxruntime as ort
-        except ImportError:  # serving falls back to torch
+        if importlib.util.find_spec("onnxruntime") is None:  # serving falls back to torch
             return None
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Spinning workers wait for work by burning their core; on shared cores that doubled single-text latency.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        return onnx_session(path, self.threads)
 
     # -- persistence --------------------------------------------------------------------------------------------
     def _save_model(self, folder: Path) -> None:
