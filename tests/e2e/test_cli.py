@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import write
@@ -17,7 +18,7 @@ from ragtune.cli import app
 runner = CliRunner()
 
 
-def run(*args: str) -> dict | list:  # type: ignore[type-arg]
+def run(*args: str) -> Any:
     result = runner.invoke(app, list(args), catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout) if "--json" in args else {}

@@ -27,8 +27,8 @@ def test_train_classify_and_manage_models(tmp_path: Path) -> None:
              "--test", str(DATA / "test.csv"), "-p", str(proj))
     assert "## Label audit" in out and "method: head" in out and "registered triage v1" in out
     folder = proj / "models" / "triage" / "v1"
-    for f in ("report.md", "report.html", "confusion.png", "reliability.png", "audit.json", "card.json"):
-        assert (folder / f).is_file(), f
+    for name in ("report.md", "report.html", "confusion.png", "reliability.png", "audit.json", "card.json"):
+        assert (folder / name).is_file(), name
     html = (folder / "report.html").read_text()
     assert "data:image/png;base64," in html and "macro-F1" in html and "Label audit" in html
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -41,12 +41,12 @@ def test_train_classify_and_manage_models(tmp_path: Path) -> None:
     review = json.loads(ok("classify", "hello", "--model", "triage", "--threshold", "1.0", "--json", "-p", str(proj)))
     assert review["label"] == "needs_review"
 
-    src = tmp_path / "in.csv"
-    with src.open("w", newline="") as f:
+    in_csv = tmp_path / "in.csv"
+    with in_csv.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["id", "text"])
         w.writerows([["1", "my card was stolen"], ["2", "what is the exchange rate for euros"]])
-    ok("classify", "--model", "triage", "--input", str(src), "--output", str(tmp_path / "out.csv"), "-p", str(proj))
+    ok("classify", "--model", "triage", "--input", str(in_csv), "--output", str(tmp_path / "out.csv"), "-p", str(proj))
     rows = list(csv.DictReader((tmp_path / "out.csv").open()))
     assert [r["id"] for r in rows] == ["1", "2"]
     assert [r["predicted_label"] for r in rows] == ["lost_or_stolen_card", "exchange_rate"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,12 +47,12 @@ def vectors(embedder: MiniLMEmbedder) -> dict[str, np.ndarray]:
 class PoolEmbedder:
     """The real MiniLM vectors, looked up from the precomputed pool (so hypothesis can run many examples)."""
 
-    name, dim = "pool", 384
+    name, dim, window = "pool", 384, 256
 
     def __init__(self, vectors: dict[str, np.ndarray], fallback: MiniLMEmbedder) -> None:
         self.vectors, self.fallback = vectors, fallback
 
-    def embed(self, texts: list[str]) -> np.ndarray:  # type: ignore[override]
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
         missing = [t for t in texts if t not in self.vectors]
         if missing:
             self.vectors.update(zip(missing, self.fallback.embed(missing), strict=True))

@@ -33,7 +33,7 @@ def test() -> LabelledData:
 
 @pytest.fixture(scope="module")
 def head(train: LabelledData) -> HeadClassifier:
-    return HeadClassifier().fit(train.texts, train.labels)  # type: ignore[return-value]
+    return HeadClassifier().fit(train.texts, train.labels)
 
 
 def test_head_learns_and_follows_the_estimator_api(head: HeadClassifier, test: LabelledData) -> None:
