@@ -31,6 +31,7 @@ test-slow: $(STAMP)
 # Full data sets from RAGTUNE_DATA (see docs/benchmarks.md); each script rewrites its rows there.
 bench: $(STAMP)
 	RAGTUNE_DATA=$(RAGTUNE_DATA) $(BIN)/python benchmarks/scifact_retrieval.py
+	RAGTUNE_DATA=$(RAGTUNE_DATA) $(BIN)/python benchmarks/query_embedding.py
 	RAGTUNE_DATA=$(RAGTUNE_DATA) $(BIN)/python benchmarks/ingest_throughput.py
 	RAGTUNE_DATA=$(RAGTUNE_DATA) $(BIN)/python benchmarks/banking77_classifiers.py --method head --select '[{"C": 1}, {"C": 10}, {"C": 100}]'
 

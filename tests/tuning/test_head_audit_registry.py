@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 from ragtune.errors import DataError, ModelNotFoundError
 from ragtune.tuning.audit import audit_labels
@@ -62,6 +63,25 @@ def test_temperature_scaling_improves_calibration(train: LabelledData, test: Lab
     before = expected_calibration_error(softmax(logits), y)
     after = expected_calibration_error(softmax(logits, clf.temperature_), y)
     assert clf.temperature_ < 1.0 and after < before * 0.7, (before, after, clf.temperature_)
+
+
+class HeldOutHead(HeadClassifier):
+    """The head with cross-fitting switched off, to exercise the held-out calibration split."""
+
+    cross_fit_max = 0
+
+
+def test_small_data_calibrates_out_of_fold_and_trains_on_every_example(train: LabelledData) -> None:
+    cross = HeadClassifier().fit(train.texts, train.labels)
+    held = HeldOutHead().fit(train.texts, train.labels)
+    # Out-of-fold: every example calibrates; held out: only 10 %, and those are missing from training.
+    assert cross.calibration_["examples"] == len(train.texts)
+    assert held.calibration_["examples"] == round(0.1 * len(train.texts))
+    refit = LogisticRegression(C=10.0, max_iter=3000, random_state=0).fit(cross.embed(train.texts),
+                                                                         train.labels)
+    assert np.allclose(cross.model_.coef_, refit.coef_, atol=1e-6)
+    assert not np.allclose(held.model_.coef_, refit.coef_, atol=1e-3)
+    assert 0.05 < cross.temperature_ < 20 and cross.calibration_["ece_after"] <= cross.calibration_["ece_before"]
 
 
 def test_abstain_threshold_routes_to_review(head: HeadClassifier) -> None:

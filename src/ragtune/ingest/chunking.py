@@ -101,7 +101,8 @@ def chunk_document(
 
     ``window`` is the embedder's input length: when given, each chunk's search text (the title > section
     head line plus the text) and the special tokens fit in it too, so no chunk's tail is cut off before it
-    is embedded. A head so long that it would leave less than half the budget is left to be truncated.
+    is embedded (a budget above the window is clamped to it). A head so long that it would leave less than
+    half of that is left to be truncated.
 
     Token counts are summed per sentence, which is exact for word-piece tokenizers (they never merge
     across whitespace), and sentences cover every non-space character, so no text falls between chunks.
@@ -116,7 +117,7 @@ def chunk_document(
         max_tokens, overlap_tokens = full_budget, full_overlap
         if window is not None:
             room = window - SPECIAL_TOKENS - _head_tokens(doc, section.path, count_tokens)
-            max_tokens = max(min(full_budget, room), full_budget // 2, 1)
+            max_tokens = max(min(full_budget, room), min(full_budget, window) // 2, 1)
             overlap_tokens = min(full_overlap, max_tokens - 1)
         spans: list[tuple[int, int]] = []
         raw = sentence_spans(section.text)

@@ -9,6 +9,7 @@ half-written: it is either the old version or the new one.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ class LanceStore:
         self.dim = dim
         self._table: Any = None
         self._checked: tuple[int, int] | None = None  # (table version, row count) when indexes were last checked
+        self._index_lock = threading.Lock()  # searches may run in parallel threads
 
     def _schema(self) -> pa.Schema:
         return pa.schema(
@@ -223,6 +225,13 @@ class LanceStore:
 
     def _ensure_indexes(self) -> int:
         """Create missing indexes; return the row count. Checked once per table version, not per query."""
+        version = self.version()
+        if self._checked is not None and self._checked[0] == version:
+            return self._checked[1]
+        with self._index_lock:
+            return self._create_missing_indexes()
+
+    def _create_missing_indexes(self) -> int:
         version = self.version()
         if self._checked is not None and self._checked[0] == version:
             return self._checked[1]

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from ragtune.errors import DataError, ModelNotFoundError
 from ragtune.tuning.calibration import expected_calibration_error, fit_temperature, softmax
@@ -39,6 +39,9 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
 
     # Subclasses define __init__ with their parameters; these two are common to all.
     calibration_fraction: float = 0.1
+    # Up to this many examples, calibration uses out-of-fold logits (k-fold, then one fit on everything)
+    # instead of a held-out split; only for models cheap enough to fit six times.
+    cross_fit_max: ClassVar[int] = 0
     threshold: float = 0.5
     random_state: int = 0
 
@@ -57,7 +60,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
 
     # -- the contract ---------------------------------------------------------------------------------------
     def fit(self, texts: Sequence[str], labels: Sequence[str], progress: Progress | None = None) -> TextClassifier:
-        """Fit on ``texts``/``labels``, holding out ``calibration_fraction`` to fit the temperature."""
+        """Fit on ``texts``/``labels`` and calibrate: on out-of-fold logits for small data and cheap models
+        (``cross_fit_max``), else on a held-out ``calibration_fraction`` of the data."""
         texts, labels = list(texts), [str(label) for label in labels]
         if len(texts) != len(labels):
             raise DataError(f"{len(texts)} texts but {len(labels)} labels")
@@ -71,23 +75,38 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         y = np.array([index[label] for label in labels])
         counts = np.bincount(y)
         n_cal = int(round(len(y) * self.calibration_fraction))
-        if self.calibration_fraction > 0 and counts.min() >= 2 and n_cal >= len(self.classes_):
+        self.temperature_ = 1.0
+        self.calibration_: dict[str, float] = {"examples": 0.0}
+        cal_logits, cal_y = np.zeros((0, len(self.classes_))), np.zeros(0, dtype=int)
+        if self.calibration_fraction > 0 and len(y) <= self.cross_fit_max and counts.min() >= 2:
+            # Small data and a cheap model: calibrate on out-of-fold logits, then train on every example
+            # (a held-out split would cost 10 % of an already small training set).
+            folds = StratifiedKFold(n_splits=min(5, int(counts.min())), shuffle=True,
+                                    random_state=self.random_state)
+            cal_logits = np.zeros((len(y), len(self.classes_)))
+            for k, (tr, cal) in enumerate(folds.split(np.zeros(len(y)), y)):
+                if progress:
+                    progress("calibrate", k, folds.get_n_splits(), {})
+                self._fit_model([texts[i] for i in tr], y[tr], None)
+                cal_logits[cal] = self._logits([texts[i] for i in cal])
+            cal_y = y
+            self._fit_model(texts, y, progress)
+        elif self.calibration_fraction > 0 and counts.min() >= 2 and n_cal >= len(self.classes_):
             tr, cal = train_test_split(np.arange(len(y)), test_size=n_cal, stratify=y,
                                        random_state=self.random_state)
+            self._fit_model([texts[i] for i in tr], y[tr], progress)
+            cal_logits, cal_y = self._logits([texts[i] for i in cal]), y[cal]
         else:  # too few examples to spare a calibration split: temperature stays 1
-            tr, cal = np.arange(len(y)), np.array([], dtype=int)
-        self._fit_model([texts[i] for i in tr], y[tr], progress)
-        self.temperature_ = 1.0
-        self.calibration_: dict[str, float] = {"examples": float(len(cal))}
-        if len(cal):
-            logits = self._logits([texts[i] for i in cal])
+            self._fit_model(texts, y, progress)
+        if len(cal_y):
             # With every held-out example right, NLL keeps falling as T -> 0: sharpen at most 2x then, so the
             # model does not become certain of everything, out-of-domain inputs included.
-            all_right = bool((logits.argmax(axis=1) == y[cal]).all())
-            self.temperature_ = fit_temperature(logits, y[cal], low=0.5 if all_right else 0.05)
+            all_right = bool((cal_logits.argmax(axis=1) == cal_y).all())
+            self.temperature_ = fit_temperature(cal_logits, cal_y, low=0.5 if all_right else 0.05)
             self.calibration_.update(
-                ece_before=expected_calibration_error(softmax(logits), y[cal]),
-                ece_after=expected_calibration_error(softmax(logits, self.temperature_), y[cal]),
+                examples=float(len(cal_y)),
+                ece_before=expected_calibration_error(softmax(cal_logits), cal_y),
+                ece_after=expected_calibration_error(softmax(cal_logits, self.temperature_), cal_y),
                 temperature=self.temperature_,
             )
         return self

@@ -57,6 +57,7 @@ class HeadClassifier(LogisticHead, TextClassifier):
     """Logistic regression on frozen all-MiniLM-L6-v2 sentence embeddings."""
 
     method: ClassVar[str] = "head"
+    cross_fit_max: ClassVar[int] = 3000  # embeddings are cached, so each extra fit is a logistic regression
 
     def __init__(
         self,
