@@ -217,27 +217,26 @@ def paired_threads(
     retriever: HybridRetriever, queries: Sequence[tuple[str, str]], principal: Principal,
     threads: Sequence[int] = (2, 1),
 ) -> dict[int, RunResult]:
-    """Each query once per torch intra-op thread count, alternating the order, so both see the same load.
+    """Each query once per embedder thread count, alternating the order, so both see the same load.
 
-    The thread count is process-wide in torch, so it is switched per call here; the embedder's own setting
-    is only applied when its model loads. Diagnostic only: the headline latency uses the defaults.
+    Each thread count gets its own embedder (and so its own runtime session) over the same store.
+    Diagnostic only: the headline latency uses the defaults.
     """
-    import torch
-
-    before = torch.get_num_threads()
+    runs = {}
+    for n in threads:
+        embedder = MiniLMEmbedder(batch_size=32, threads=n)
+        embedder.warm_up()
+        runs[n] = HybridRetriever(retriever.store, embedder, top_k=retriever.top_k, lexical_k=retriever.lexical_k,
+                                  dense_k=retriever.dense_k, rrf_k=retriever.rrf_k)
     out = {n: RunResult(f"threads={n}") for n in threads}
-    try:
-        for i, (_, text) in enumerate(queries):
-            for n in threads if i % 2 == 0 else tuple(reversed(threads)):
-                clear_embedding_cache()
-                torch.set_num_threads(n)
-                t0 = time.perf_counter()
-                retrieval = retriever.retrieve(text, principal)
-                out[n].wall_ms.append((time.perf_counter() - t0) * 1000)
-                for stage, ms in retrieval.latency_ms.items():
-                    out[n].stages.setdefault(stage, []).append(ms)
-    finally:
-        torch.set_num_threads(before)
+    for i, (_, text) in enumerate(queries):
+        for n in threads if i % 2 == 0 else tuple(reversed(threads)):
+            clear_embedding_cache()
+            t0 = time.perf_counter()
+            retrieval = runs[n].retrieve(text, principal)
+            out[n].wall_ms.append((time.perf_counter() - t0) * 1000)
+            for stage, ms in retrieval.latency_ms.items():
+                out[n].stages.setdefault(stage, []).append(ms)
     return out
 
 
@@ -359,7 +358,7 @@ def record(
         "Wall time of `HybridRetriever.retrieve()` with all its defaults (top_k 8, 100 + 100 candidates), no "
         "answer step, after 5 warm-up queries; stage columns are per-stage medians in ms; load avg is the "
         "machine's 1-minute load when the pass ended (above the core count, other work shared the CPU). "
-        "The two *paired* rows run each query twice, with 2 and with 1 torch thread for the query "
+        "The two *paired* rows run each query twice, with 2 and with 1 embedder thread for the query "
         "embedding, in alternating order, so both see the same machine load. "
         f"Machine: {machine()}, embedder threads 2. Train rows: add `--split train`."
     )

@@ -26,6 +26,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import os
 import shutil
@@ -38,6 +40,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "examples" / "data" / "policies"
 QUESTIONS_PER_SITE = 3
+ADVISOR_PER_SITE = 30
 MIN_ANSWER_WORDS = 4
 MAX_ANSWER_WORDS = 40
 
@@ -278,6 +281,9 @@ websites' current policies.
   are generic ("Do you share my data with third parties?"), so the gold website is where the answer
   *was annotated*; other policies may answer the question too.
 - `demo_questions.txt` — two questions for the permission demo (below), one per line.
+- `advisor_questions.csv` — for the advisor's tests: up to {advisor_per_site} distinct PolicyQA questions per
+  website, taken round-robin over the site's categories, with `source` (the policy's file name) and `category` (the Category part of
+  `type`).
 
 ## Folders and who may read them
 
@@ -307,6 +313,29 @@ The policies are the Markdown files under `corpus/` (in `public/`, `retail/` and
 `_acl.yaml`); this `SOURCE.md`, `LICENSE`, `questions.jsonl` and `demo_questions.txt` describe the sample.
 Ingest `corpus/`: `ragtune ingest examples/data/policies/corpus`.
 """
+
+
+def advisor_questions_csv(policies: list[Policy], per_site: int = ADVISOR_PER_SITE) -> str:
+    """CSV (question, source, category) for the advisor's tests: ``per_site`` distinct questions per website,
+    taken round-robin over its categories (each in PolicyQA's order) so small categories are represented;
+    ``source`` is the policy's file name."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["question", "source", "category"])
+    for policy in sorted(policies, key=lambda p: p.website):
+        queues: dict[str, list[str]] = {}
+        for q in policy.questions:
+            queues.setdefault(q.category, []).append(q.question)
+        seen: set[str] = set()
+        while len(seen) < per_site and any(queues.values()):
+            for category in sorted(queues):
+                while queues[category] and len(seen) < per_site:
+                    question = queues[category].pop(0)
+                    if question not in seen:
+                        seen.add(question)
+                        w.writerow([question, f"{policy.website}.md", category])
+                        break
+    return buf.getvalue()
 
 
 def write_outputs(policies: list[Policy], dev_json: Path, out: Path) -> list[Path]:
@@ -341,6 +370,7 @@ def write_outputs(policies: list[Policy], dev_json: Path, out: Path) -> list[Pat
             if stale not in written:
                 stale.unlink()
     write(out / "questions.jsonl", "".join(json.dumps(g, ensure_ascii=False) + "\n" for g in gold))
+    write(out / "advisor_questions.csv", advisor_questions_csv(policies))
     write(out / "demo_questions.txt", "".join(q + "\n" for q, _, _ in DEMO_QUESTIONS))
 
     websites_present = {p.website for p in policies}
@@ -371,6 +401,7 @@ def write_outputs(policies: list[Policy], dev_json: Path, out: Path) -> list[Pat
             n_paragraphs=sum(len(p.paragraphs) for p in policies),
             n_questions=sum(p.n_questions for p in policies),
             per_site=QUESTIONS_PER_SITE,
+            advisor_per_site=ADVISOR_PER_SITE,
             n_gold=len(gold),
             min_words=MIN_ANSWER_WORDS,
             max_words=MAX_ANSWER_WORDS,

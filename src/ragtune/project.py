@@ -17,7 +17,7 @@ from ragtune.answer.extractive import ExtractiveAnswerer
 from ragtune.config import Settings, load_settings
 from ragtune.core import Acl, Answer, Principal
 from ragtune.errors import EmptyCorpusError, RagtuneError
-from ragtune.ingest.sync import Syncer, SyncProgress, SyncReport, load_roots, remember_root
+from ragtune.ingest.sync import Syncer, SyncProgress, SyncReport, load_roots, record_sync, remember_root
 from ragtune.models.embedder import Embedder, make_embedder
 from ragtune.retrieval.hybrid import HybridRetriever, Retrieval
 from ragtune.store.base import DocRecord
@@ -78,6 +78,7 @@ class Project:
             raise RagtuneError(f"{path} does not exist; pass a folder or file to ingest")
         report = self._syncer().sync(path, acl, progress, exclude=(self.settings.index_dir,))
         remember_root(self.settings.index_dir, path, acl)
+        record_sync(self.settings.index_dir, path, report)
         return report
 
     def sync(self, progress: SyncProgress | None = None) -> list[tuple[Path, SyncReport]]:
@@ -88,8 +89,9 @@ class Project:
         out = []
         for root, tokens in roots.items():
             acl = Acl.from_tokens(tokens) if tokens else None
-            out.append((Path(root), self._syncer().sync(Path(root), acl, progress,
-                                                         exclude=(self.settings.index_dir,))))
+            report = self._syncer().sync(Path(root), acl, progress, exclude=(self.settings.index_dir,))
+            record_sync(self.settings.index_dir, Path(root), report)
+            out.append((Path(root), report))
         return out
 
     def _require_corpus(self) -> None:

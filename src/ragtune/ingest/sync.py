@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ragtune.core import Acl, Chunk, Document
 from ragtune.errors import RagtuneError
@@ -231,3 +231,32 @@ def load_roots(index_dir: Path) -> dict[str, list[str]]:
         return {}
     data = json.loads(path.read_text(encoding="utf-8"))
     return {str(k): list(v) for k, v in data.items()}
+
+
+SYNC_LOG = "sync_log.jsonl"
+
+
+def record_sync(index_dir: Path, root: Path, report: SyncReport, when: float | None = None) -> None:
+    """Append one line per sync (what changed, when) so the advisor can measure how fast the corpus changes."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    entry = {
+        "time": time.time() if when is None else when, "root": str(root.resolve()),
+        "ingested": report.ingested, "updated": report.updated, "deleted": report.deleted,
+        "unchanged": report.unchanged, "reacl": report.reacl, "failed": len(report.failed),
+    }
+    with open(index_dir / SYNC_LOG, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry) + "\n")
+
+
+def load_sync_log(index_dir: Path) -> list[dict[str, Any]]:
+    """The entries written by :func:`record_sync`, oldest first; a torn last line is ignored."""
+    path = index_dir / SYNC_LOG
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return sorted(out, key=lambda e: e["time"])

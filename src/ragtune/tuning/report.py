@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 from typing import Any
 
+from ragtune.reporting import write_markdown_and_html
 from ragtune.tuning.audit import AuditReport
 
 
@@ -62,8 +62,6 @@ def _plot_reliability(metrics: dict[str, Any], path: Path) -> None:
 def write_report(folder: Path, title: str, card: dict[str, Any], metrics: dict[str, Any],
                  audit: AuditReport, train_texts: list[str]) -> tuple[Path, Path]:
     """Write report.md, report.html, confusion.png and reliability.png into ``folder``."""
-    from markdown_it import MarkdownIt
-
     folder.mkdir(parents=True, exist_ok=True)
     _plot_confusion(metrics, folder / "confusion.png")
     _plot_reliability(metrics, folder / "reliability.png")
@@ -90,19 +88,4 @@ def write_report(folder: Path, title: str, card: dict[str, Any], metrics: dict[s
         lines.append(f"| {c} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
     lines += ["", "## Confusion matrix", "", "![confusion matrix](confusion.png)", "",
               "## Calibration", "", "![reliability diagram](reliability.png)", "", audit.to_markdown(train_texts)]
-    md = "\n".join(lines)
-    md_path = folder / "report.md"
-    md_path.write_text(md, encoding="utf-8")
-    html_body = MarkdownIt("commonmark").enable("table").render(md)
-    for png in ("confusion.png", "reliability.png"):
-        data = base64.b64encode((folder / png).read_bytes()).decode("ascii")
-        html_body = html_body.replace(f'src="{png}"', f'src="data:image/png;base64,{data}"')
-    html = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>" + title + "</title><style>"
-        "body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}img{max-width:100%}"
-        "</style></head><body>" + html_body + "</body></html>"
-    )
-    html_path = folder / "report.html"
-    html_path.write_text(html, encoding="utf-8")
-    return md_path, html_path
+    return write_markdown_and_html(folder, title, "\n".join(lines), ("confusion.png", "reliability.png"))

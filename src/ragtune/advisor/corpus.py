@@ -1,0 +1,139 @@
+"""Corpus audit for the advisor: size, formats, freshness, structure, ACL coverage, duplicates, change rate.
+
+Reads the folder with the same parsers and ACL rules as ingestion (nothing is embedded or written), and,
+for an ingested project, the sync log that each ``ragtune ingest``/``sync`` appends to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ragtune.errors import RagtuneError
+from ragtune.ingest.acl import AclResolver
+from ragtune.ingest.parsers import parse_bytes, read_source
+from ragtune.ingest.sync import iter_source_files, load_sync_log
+
+DAY = 86_400.0
+# Markdown pipe tables, HTML tables, or a tabular format: the structure a table-aware chunker must respect.
+_TABLE = re.compile(rb"^\s*\|.*\|\s*$\n^\s*\|?\s*:?-{3,}", re.MULTILINE)
+
+
+@dataclass
+class CorpusAudit:
+    """What the advisor knows about a document folder."""
+
+    root: str
+    documents: int = 0
+    total_bytes: int = 0
+    formats: dict[str, int] = field(default_factory=dict)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    median_age_days: float | None = None
+    modified_last_7d: float = 0.0  # share of documents
+    modified_last_30d: float = 0.0
+    with_headings: int = 0  # documents with more than one section
+    with_tables: int = 0
+    no_acl: list[str] = field(default_factory=list)
+    duplicate_groups: list[list[str]] = field(default_factory=list)  # identical text under several paths
+    syncs: int = 0  # entries in the project's sync log
+    changed_per_week: float | None = None  # documents added/changed/deleted per week, as a share of the corpus
+
+    @property
+    def knowledge_changes_weekly(self) -> bool:
+        """Measured churn (from syncs) or, without a sync history, recent modification times say weekly."""
+        if self.changed_per_week is not None:
+            return self.changed_per_week >= 0.01
+        return self.modified_last_7d >= 0.01
+
+    def findings(self) -> list[str]:
+        """Plain-language findings, most important first."""
+        out = []
+        if self.no_acl:
+            out.append(f"{len(self.no_acl)} of {self.documents} documents have no ACL and would be "
+                       "retrievable by nobody until given one")
+        if self.failed:
+            out.append(f"{len(self.failed)} files cannot be parsed (e.g. {Path(self.failed[0][0]).name}: "
+                       f"{self.failed[0][1]})")
+        if self.duplicate_groups:
+            extra = sum(len(g) - 1 for g in self.duplicate_groups)
+            out.append(f"{extra} documents duplicate another one's text ({len(self.duplicate_groups)} groups)")
+        if self.changed_per_week is not None:
+            out.append(f"measured change rate: {100 * self.changed_per_week:.1f} % of documents per week "
+                       f"over {self.syncs} syncs")
+        else:
+            out.append(f"{100 * self.modified_last_7d:.0f} % of documents modified in the last 7 days, "
+                       f"{100 * self.modified_last_30d:.0f} % in the last 30 (no sync history)")
+        if self.documents:
+            out.append(f"{self.with_headings} of {self.documents} documents have headings/sections, "
+                       f"{self.with_tables} contain tables")
+        return out
+
+
+def audit_corpus(root: Path, index_dir: Path | None = None, now: float | None = None) -> CorpusAudit:
+    """Audit the documents under ``root``; with ``index_dir``, also the change rate from its sync log."""
+    root = Path(root)
+    if not root.exists():
+        raise RagtuneError(f"{root} does not exist; pass the folder of documents to --docs")
+    now = time.time() if now is None else now
+    audit = CorpusAudit(root=str(root))
+    resolver = AclResolver(root if root.is_dir() else root.parent)
+    formats: Counter[str] = Counter()
+    by_text: dict[str, list[str]] = {}
+    ages: list[float] = []
+    for path in iter_source_files(root):
+        try:
+            data = read_source(path)
+            parsed = parse_bytes(data, path)
+            acl = resolver.resolve(path, parsed.metadata)
+        except RagtuneError as exc:
+            audit.failed.append((str(path), str(exc)))
+            continue
+        audit.documents += 1
+        audit.total_bytes += len(data)
+        suffix = path.suffix.lower().lstrip(".") or "none"
+        formats[suffix] += 1
+        ages.append(max(0.0, (now - path.stat().st_mtime) / DAY))
+        if len(parsed.sections) > 1 or any(s.path for s in parsed.sections):
+            audit.with_headings += 1
+        if suffix in ("csv", "jsonl") or b"<table" in data.lower() or _TABLE.search(data):
+            audit.with_tables += 1
+        if acl.is_empty:
+            audit.no_acl.append(str(path))
+        key = hashlib.sha256(" ".join(parsed.text.split()).encode("utf-8")).hexdigest()
+        by_text.setdefault(key, []).append(str(path))
+    if audit.documents == 0 and not audit.failed:
+        raise RagtuneError(f"{root} holds no documents; the advisor needs the corpus your RAG would search")
+    audit.formats = dict(formats.most_common())
+    if ages:
+        audit.median_age_days = statistics.median(ages)
+        audit.modified_last_7d = sum(a <= 7 for a in ages) / len(ages)
+        audit.modified_last_30d = sum(a <= 30 for a in ages) / len(ages)
+    audit.duplicate_groups = [g for g in by_text.values() if len(g) > 1]
+    if index_dir is not None:
+        audit.syncs, audit.changed_per_week = change_rate(index_dir, audit.documents)
+    return audit
+
+
+def change_rate(index_dir: Path, documents: int) -> tuple[int, float | None]:
+    """(syncs logged, documents changed per week as a share of ``documents``) from the sync log.
+
+    The first sync of each root is the initial load, not change; at least two syncs a day apart are needed.
+    """
+    log = load_sync_log(index_dir)
+    if len(log) < 2 or not documents:
+        return len(log), None
+    seen: set[str] = set()
+    changed = 0
+    for entry in log:
+        if entry["root"] in seen:
+            changed += entry["ingested"] + entry["updated"] + entry["deleted"]
+        seen.add(entry["root"])
+    span = (log[-1]["time"] - log[0]["time"]) / (7 * DAY)
+    if span < 1 / 7:
+        return len(log), None
+    return len(log), changed / span / documents
