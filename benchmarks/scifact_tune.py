@@ -189,7 +189,8 @@ def record(
         f"Fusion grid: RRF k in {RRF_KS}, lexical weight in {LEXICAL_WEIGHTS} (dense 1), {DEPTHS} candidates "
         "per side, scored on the store's own candidate lists with ragtune's `reciprocal_rank_fusion`; every "
         "row below is then re-run through `HybridRetriever`. Chunk size is a `Syncer` setting (a separate "
-        "index per value; add `--max-tokens 512` for the 512 rows)."
+        "index per value, `--max-tokens N`); budgets above the embedder's 256-token window are clamped to it "
+        "since chunks became window-aware, so 512-token chunks are no longer a separate configuration."
     )
     write_row(
         TUNE_SECTION, key,
