@@ -18,7 +18,7 @@ from ragtune.advisor.bakeoff import (
     load_questions,
 )
 from ragtune.advisor.corpus import audit_corpus, change_rate
-from ragtune.advisor.evidence import decide
+from ragtune.advisor.evidence import decide, measurably_better
 from ragtune.errors import DataError, RagtuneError
 from ragtune.ingest.sync import SyncReport, record_sync
 from ragtune.models.embedder import MiniLMEmbedder
@@ -174,3 +174,18 @@ def test_decision_warns_about_the_common_mistakes() -> None:
     assert "classification" in text
     with pytest.raises(ValueError):
         decide()
+
+
+def test_a_more_complex_system_must_be_significantly_better_on_the_same_items() -> None:
+    def cand(name: str, right: list[bool]) -> CandidateResult:
+        acc = sum(right) / len(right)
+        return CandidateResult(name, "", acc, acc, 1.0, 0.001, 1.0, correct=right)
+
+    base = [True] * 360 + [False] * 40  # 90 %
+    # +2 points, but from 16 vs 8 discordant items: p ≈ 0.08, not significant
+    close = [True] * 344 + [False] * 16 + [True] * 24 + [False] * 16
+    far = [True] * 360 + [True] * 30 + [False] * 10  # every discordant item favours it: 30 vs 0
+    assert not measurably_better(cand("h", close), cand("t", base), 0.01)
+    assert measurably_better(cand("h", far), cand("t", base), 0.01)
+    assert not measurably_better(cand("t", base), cand("h", far), 0.01)
+    assert not measurably_better(cand("h", far), cand("t", base), 0.10)  # significant but below the margin

@@ -8,9 +8,10 @@ The rules, in order (each one cites the numbers that triggered it):
    from the text and the recommendation falls back to RAG.
 2. Documents with questions and no labels → **RAG**: nothing to fine-tune on; retrieval is measured.
 3. Labels only → the bake-off decides between fine-tuning, RAG-style classification and hybrid. The simpler
-   system wins unless a more complex one is better by at least ``margin`` accuracy points: a hybrid must
-   beat both halves by that much to justify running two systems; between fine-tuning and RAG-style
-   classification, accuracy decides, then cost per item.
+   system wins unless a more complex one is *measurably* better: by at least ``margin`` accuracy and
+   significantly so on the same held-out items (exact McNemar test, p < 0.05). A hybrid must beat both
+   halves that way to justify running two systems; between fine-tuning and RAG-style classification, the
+   measurably more accurate one wins, and without a measurable difference the cheaper one per item.
 
 Warnings (common mistakes that the evidence shows) are attached whatever the winner.
 """
@@ -19,12 +20,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ragtune.advisor.bakeoff import LabelBakeoff, QABakeoff
+from scipy.stats import binomtest
+
+from ragtune.advisor.bakeoff import CandidateResult, LabelBakeoff, QABakeoff
 from ragtune.advisor.corpus import CorpusAudit
 from ragtune.tuning.audit import AuditReport
 
 ARCHITECTURES = ("rag", "fine-tuning", "hybrid")
 LEARNABLE_MARGIN = 0.10  # a classifier must beat always-the-majority-class by this much accuracy
+SIGNIFICANCE = 0.05
+
+
+def measurably_better(a: CandidateResult, b: CandidateResult, margin: float) -> bool:
+    """``a`` beats ``b`` by at least ``margin`` accuracy and, where per-item results exist, significantly
+    on the items both were measured on (exact McNemar: the items only one of them got right)."""
+    if a.accuracy < b.accuracy + margin:
+        return False
+    n = min(len(a.correct), len(b.correct))
+    if n == 0:
+        return True
+    only_a = sum(x and not y for x, y in zip(a.correct[:n], b.correct[:n], strict=True))
+    only_b = sum(y and not x for x, y in zip(a.correct[:n], b.correct[:n], strict=True))
+    if only_a <= only_b:
+        return False
+    return bool(binomtest(only_a, only_a + only_b, 0.5, alternative="greater").pvalue < SIGNIFICANCE)
 
 
 @dataclass
@@ -74,15 +93,16 @@ def decide(
     if rag is None or tuned is None:
         return EvidenceDecision("fine-tuning", reasons + ["only the classifier could be measured in the time "
                                                          "budget; give --budget more time to compare"], warnings)
-    if hyb is not None and hyb.accuracy >= max(rag.accuracy, tuned.accuracy) + margin:
+    if hyb is not None and measurably_better(hyb, tuned, margin) and measurably_better(hyb, rag, margin):
         return EvidenceDecision("hybrid", reasons + [
             f"classifier with retrieval fallback {100 * hyb.accuracy:.1f} % beats the classifier alone "
             f"({100 * tuned.accuracy:.1f} %) and retrieval alone ({100 * rag.accuracy:.1f} %) by at least "
-            f"{100 * margin:.0f} point(s)"], warnings)
-    hybrid_note = (f"the hybrid ({100 * hyb.accuracy:.1f} %) does not beat the better single system by "
-                   f"{100 * margin:.0f} point(s), so it does not earn a second system") if hyb else ""
-    if tuned.accuracy >= rag.accuracy + margin or (
-        abs(tuned.accuracy - rag.accuracy) < margin and tuned.cost_per_1k_usd <= rag.cost_per_1k_usd
+            f"{100 * margin:.0f} point(s), significantly (McNemar p < {SIGNIFICANCE})"], warnings)
+    hybrid_note = (f"the hybrid ({100 * hyb.accuracy:.1f} %) is not measurably better than both single "
+                   f"systems (≥ {100 * margin:.0f} point(s) and McNemar p < {SIGNIFICANCE}), so it does not "
+                   "earn a second system") if hyb else ""
+    if measurably_better(tuned, rag, margin) or (
+        not measurably_better(rag, tuned, margin) and tuned.cost_per_1k_usd <= rag.cost_per_1k_usd
     ):
         why = (f"the tuned classifier {100 * tuned.accuracy:.1f} % vs retrieval of labelled examples "
                f"{100 * rag.accuracy:.1f} % accuracy, at {tuned.latency_ms:.1f} vs {rag.latency_ms:.1f} ms per item")

@@ -1,0 +1,63 @@
+"""Gather Layer 2's evidence: audits, bake-offs within one time budget, and the decision."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ragtune.advisor.bakeoff import Tick, bakeoff_labels, bakeoff_questions, load_questions
+from ragtune.advisor.corpus import audit_corpus
+from ragtune.advisor.evidence import decide
+from ragtune.advisor.report import Evidence
+from ragtune.errors import RagtuneError
+from ragtune.models.embedder import MiniLMEmbedder
+from ragtune.tuning.audit import audit_labels
+from ragtune.tuning.data import load_labelled
+
+
+def gather_evidence(
+    *,
+    docs: Path | None = None,
+    questions: Path | None = None,
+    labels: Path | None = None,
+    text_col: str = "text",
+    label_col: str = "label",
+    budget_s: float = 180.0,
+    index_dir: Path | None = None,
+    method: str = "head",
+    tick: Tick | None = None,
+) -> Evidence:
+    """Audit what was given, run the bake-offs it allows within ``budget_s`` seconds, and decide.
+
+    ``docs`` with ``questions`` is a question-answering task; ``labels`` a classification task; all three
+    together the compliance-copilot shape (answers plus a label per question).
+    """
+    if labels is None and (docs is None or questions is None):
+        raise RagtuneError("the evidence layer needs --docs with --questions (question answering), --labels "
+                           "(classification), or all three; without them, answer the decision guide only")
+    if budget_s <= 0:
+        raise RagtuneError(f"--budget must be a positive number of seconds, not {budget_s}")
+    say = tick or (lambda _msg: None)
+    start = time.perf_counter()
+    embedder = MiniLMEmbedder()
+    qs = load_questions(questions) if questions is not None else None  # bad input fails before any work
+    data = load_labelled(labels, text_col, label_col) if labels is not None else None
+    corpus = None
+    if docs is not None:
+        say(f"auditing the documents in {docs}")
+        corpus = audit_corpus(docs, index_dir)
+    qa = label_bakeoff = label_audit = None
+    share = 0.5 if (qs is not None and data is not None) else 1.0
+    if data is not None:
+        say(f"auditing {len(data.texts)} labelled examples")
+        label_audit = audit_labels(data, embedder)
+        if label_audit.blocking:
+            raise RagtuneError("the labels cannot be used: " + "; ".join(label_audit.blocking))
+        remaining = start + share * budget_s - time.perf_counter()
+        label_bakeoff = bakeoff_labels(data.texts, data.labels, max(remaining, 1.0), method=method,
+                                       embedder=embedder, tick=say)
+    if qs is not None and docs is not None:
+        remaining = start + budget_s - time.perf_counter()
+        qa = bakeoff_questions(docs, qs, max(remaining, 1.0), embedder=embedder, tick=say)
+    decision = decide(corpus=corpus, qa=qa, labels=label_bakeoff, label_audit=label_audit)
+    return Evidence(decision=decision, corpus=corpus, qa=qa, labels=label_bakeoff, label_audit=label_audit)
