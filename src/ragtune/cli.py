@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -21,9 +22,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ragtune.config import init_project
+from ragtune.config import GeneratorSettings, init_project, load_settings
 from ragtune.core import Answer, Hit, Principal
-from ragtune.errors import RagtuneError
+from ragtune.errors import ConfigError, RagtuneError
 from ragtune.ingest.acl import parse_acl_option
 from ragtune.ingest.sync import SyncReport
 from ragtune.project import Project
@@ -165,6 +166,7 @@ def _answer_dict(a: Answer, principal: Principal) -> dict[str, Any]:
         "groups": sorted(principal.groups),
         "answer": a.text,
         "abstained": a.abstained,
+        "flags": list(a.flags),
         "citations": [
             {"number": c.number, "path": c.chunk.source_path, "title": c.chunk.title, "section": c.chunk.section,
              "page": c.chunk.page, "chunk_id": c.chunk.chunk_id, "char_start": c.chunk.char_start,
@@ -188,19 +190,45 @@ def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
     user: UserOpt,
     groups: GroupsOpt = "",
+    generator: Annotated[
+        str | None,
+        typer.Option("--generator", help="Override generator.kind: extractive (quote sources), llamacpp (the "
+                     "local SmolLM2 model) or openai (the OpenAI-compatible endpoint in ragtune.yaml)."),
+    ] = None,
     json_out: JsonOpt = False,
     project: ProjectOpt = None,
 ) -> None:
     """Answer from the chunks USER may read, with numbered citations and a latency breakdown.
 
-    Abstains ("no accessible source supports an answer") when nothing readable is relevant enough.
+    Abstains ("no accessible source supports an answer") when nothing readable is relevant enough. With a
+    generator, the answer streams as it is written; then its citations are checked: a citation that names no
+    source, or a source USER may not read, is removed and the answer is flagged.
     """
     principal = _principal(user, groups)
-    answer = Project.open(project).ask(question, principal)
+    settings = load_settings(project)
+    if generator is not None:
+        try:
+            settings = settings.model_copy(update={"generator": GeneratorSettings(
+                **{**settings.generator.model_dump(), "kind": generator})})
+        except ValidationError as exc:
+            raise ConfigError(f"--generator {generator!r}: choose extractive, llamacpp or openai") from exc
+    streaming = not json_out and settings.generator.kind != "extractive"
+    if streaming:
+        err.print("[dim]generating…[/dim]")
+
+    def show(token: str) -> None:
+        err.print(token, end="", style="dim", highlight=False, markup=False)
+
+    answer = Project(settings).ask(question, principal, on_token=show if streaming else None)
+    if streaming:
+        err.print()
     if json_out:
         out.print_json(json.dumps(_answer_dict(answer, principal)))
         return
-    out.print(f"[bold]{answer.text}[/bold]\n")
+    out.print(answer.text, style="bold", markup=False, highlight=False)
+    out.print()
+    for flag in answer.flags:
+        err.print(f"[yellow]warning:[/yellow] {flag}")
     if answer.citations:
         out.print("Sources:")
         for c in answer.citations:

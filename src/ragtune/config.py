@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ragtune.errors import ConfigError
@@ -63,6 +63,28 @@ class AnswerSettings(_Section):
     context_chunks: int = Field(4, ge=1, le=50)
 
 
+class GeneratorSettings(_Section):
+    """Who writes answers: the extractive default, a local llama.cpp model, or an OpenAI-compatible endpoint.
+
+    The API key is read from the environment variable named by ``api_key_env`` or from the secrets file
+    (``$RAGTUNE_SECRETS_FILE``, default ``~/.config/ragtune/secrets.yaml``), never from this file.
+    """
+
+    kind: Literal["extractive", "llamacpp", "openai"] = "extractive"
+    base_url: str = ""
+    model: str = ""
+    api_key_env: str = "RAGTUNE_LLM_API_KEY"
+    max_tokens: int = Field(256, ge=1, le=8192)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any("key" in k and k != "api_key_env" for k in data):
+            raise ValueError("never put an API key in ragtune.yaml: set RAGTUNE_LLM_API_KEY or write "
+                             "`llm_api_key: ...` in ~/.config/ragtune/secrets.yaml")
+        return data
+
+
 class Settings(BaseSettings):
     """All settings of one ragtune project."""
 
@@ -76,6 +98,7 @@ class Settings(BaseSettings):
     chunking: ChunkingSettings = ChunkingSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     answer: AnswerSettings = AnswerSettings()
+    generator: GeneratorSettings = GeneratorSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -158,6 +181,13 @@ ingest:
 chunking:
   max_tokens: 256      # token budget per chunk; with the title > section line it also fits the embedder's 256
   overlap_tokens: 32   # tokens repeated from the end of the previous chunk, at sentence boundaries
+
+generator:
+  kind: extractive     # extractive (quotes sources, no model), llamacpp (local SmolLM2), openai (any compatible API)
+  base_url: ""         # openai kind: e.g. https://api.openai.com/v1 or http://127.0.0.1:8080/v1
+  model: ""            # openai kind: the model name the endpoint expects
+  api_key_env: RAGTUNE_LLM_API_KEY  # the key comes from this variable or ~/.config/ragtune/secrets.yaml, never here
+  max_tokens: 256
 
 retrieval:
   top_k: 8             # hits returned after fusion

@@ -177,3 +177,4 @@ class Answer:
     abstained: bool
     latency_ms: dict[str, float]
     hits: tuple[Hit, ...] = ()
+    flags: tuple[str, ...] = ()  # problems found while verifying it, e.g. a dropped citation

@@ -10,15 +10,19 @@ This is the Python entry point the CLI (and later the server) drives::
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 
 from ragtune.answer.extractive import ExtractiveAnswerer
+from ragtune.answer.generative import GenerativeAnswerer
 from ragtune.config import Settings, load_settings
 from ragtune.core import Acl, Answer, Principal
 from ragtune.errors import EmptyCorpusError, RagtuneError
 from ragtune.ingest.sync import Syncer, SyncProgress, SyncReport, load_roots, record_sync, remember_root
 from ragtune.models.embedder import Embedder, make_embedder
+from ragtune.models.generator import make_generator
 from ragtune.retrieval.hybrid import HybridRetriever, Retrieval
 from ragtune.store.base import DocRecord
 from ragtune.store.lance import LanceStore
@@ -56,9 +60,13 @@ class Project:
         )
 
     @cached_property
-    def answerer(self) -> ExtractiveAnswerer:
-        """Extractive answerer configured from ``answer`` settings."""
-        a = self.settings.answer
+    def answerer(self) -> ExtractiveAnswerer | GenerativeAnswerer:
+        """The extractive answerer, or a generative one when ``generator.kind`` names a model."""
+        a, g = self.settings.answer, self.settings.generator
+        generator = make_generator(g.kind, g.base_url, g.model, g.api_key_env, threads=self.settings.embedder.threads)
+        if generator is not None:
+            return GenerativeAnswerer(generator, self.embedder, min_relevance=a.min_relevance,
+                                      context_chunks=a.context_chunks, max_tokens=g.max_tokens)
         return ExtractiveAnswerer(
             self.embedder, min_relevance=a.min_relevance, max_sentences=a.max_sentences,
             context_chunks=a.context_chunks,
@@ -109,17 +117,23 @@ class Project:
         self._ready(query)
         return self.retriever.retrieve(query, principal, top_k)
 
-    def ask(self, question: str, principal: Principal) -> Answer:
-        """Retrieve as ``principal`` and answer with citations, or abstain; latency per stage in ms."""
+    def ask(self, question: str, principal: Principal, on_token: Callable[[str], None] | None = None) -> Answer:
+        """Retrieve as ``principal`` and answer with citations, or abstain; latency per stage in ms.
+
+        With a generator, ``on_token`` receives the answer as it is generated (before citations are checked).
+        """
         self._ready(question)
+        answerer = self.answerer
+        if isinstance(answerer, GenerativeAnswerer):
+            answerer.generator.warm_up()  # loading a local model is start-up, not answer latency
         t0 = time.perf_counter()
         retrieval = self.retriever.retrieve(question, principal)
-        answer = self.answerer.answer(question, retrieval.hits, principal, retrieval.query_vector)
+        if isinstance(answerer, GenerativeAnswerer):
+            answer = answerer.answer(question, retrieval.hits, principal, retrieval.query_vector, on_token=on_token)
+        else:
+            answer = answerer.answer(question, retrieval.hits, principal, retrieval.query_vector)
         latency = {**retrieval.latency_ms, **answer.latency_ms, "total": (time.perf_counter() - t0) * 1000}
-        return Answer(
-            question=answer.question, text=answer.text, citations=answer.citations,
-            abstained=answer.abstained, latency_ms=latency, hits=answer.hits,
-        )
+        return replace(answer, latency_ms=latency)
 
     def sources(self) -> list[DocRecord]:
         """Every ingested document with its chunk count, ACL, modification and sync times."""
