@@ -72,7 +72,7 @@ class ExtractiveAnswerer:
         for i, h in enumerate(readable):
             for s, e in sentence_spans(h.chunk.text):
                 sentence = h.chunk.text[s:e]
-                if len(_WORD.findall(sentence)) >= 3:
+                if len(_WORD.findall(sentence)) >= 3 and not sentence.startswith("#"):  # not a heading line
                     candidates.append((i, sentence))
         if not candidates:
             return self._abstain(question, hits, t0)

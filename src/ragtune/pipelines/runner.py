@@ -1,0 +1,190 @@
+"""Runs a pipeline spec for one input as one principal, producing one result object."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ragtune.answer.extractive import ExtractiveAnswerer
+from ragtune.core import Answer, Hit, Principal
+from ragtune.errors import ConfigError
+from ragtune.pipelines.spec import (
+    AnswerStep,
+    ClassifyStep,
+    Condition,
+    PipelineSpec,
+    RetrieveStep,
+    RouteStep,
+    VerifyStep,
+)
+from ragtune.project import Project
+from ragtune.tuning.base import NEEDS_REVIEW, TextClassifier
+from ragtune.tuning.classify import classify_texts
+from ragtune.tuning.registry import Registry
+
+
+@dataclass
+class LabelResult:
+    """One classify step's output: the label (``needs_review`` below the threshold) and its probability."""
+
+    model: str
+    label: str
+    probability: float
+    top_k: list[dict[str, Any]]
+
+
+@dataclass
+class PipelineResult:
+    """Everything a pipeline produced for one input."""
+
+    pipeline: str
+    input: str
+    user: str
+    answer: Answer | None = None
+    labels: dict[str, LabelResult] = field(default_factory=dict)
+    route: str | None = None
+    groundedness: float | None = None
+    unsupported_sentences: list[str] = field(default_factory=list)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form; citations carry path, section, page and snippet, never unreadable chunks."""
+        answer = None
+        if self.answer is not None:
+            a = self.answer
+            answer = {"text": a.text, "abstained": a.abstained, "flags": list(a.flags), "citations": [
+                {"number": c.number, "path": c.chunk.source_path, "section": c.chunk.section, "page": c.chunk.page,
+                 "chunk_id": c.chunk.chunk_id, "snippet": c.snippet} for c in a.citations]}
+        return {
+            "pipeline": self.pipeline, "input": self.input, "user": self.user, "answer": answer,
+            "labels": {k: asdict(v) for k, v in self.labels.items()}, "route": self.route,
+            "groundedness": self.groundedness, "unsupported_sentences": self.unsupported_sentences,
+            "latency_ms": {k: round(v, 2) for k, v in self.latency_ms.items()}, "skipped": self.skipped,
+        }
+
+
+def _has_phrase(text: str, phrase: str) -> bool:
+    return re.search(r"(?<!\w)" + re.escape(phrase.lower()) + r"(?!\w)", text.lower()) is not None
+
+
+def holds(cond: Condition, result: PipelineResult, unsupported: bool) -> bool:
+    """Whether every test in ``cond`` holds for the result so far."""
+    if cond.label is not None:
+        label = result.labels[cond.label].label
+        if cond.in_ is not None and label not in cond.in_:
+            return False
+        if cond.not_in is not None and label in cond.not_in:
+            return False
+    if cond.keywords is not None and not any(_has_phrase(result.input, k) for k in cond.keywords):
+        return False
+    if cond.low_confidence is not None and result.labels[cond.low_confidence].label != NEEDS_REVIEW:
+        return False
+    if cond.route is not None:
+        allowed = [cond.route] if isinstance(cond.route, str) else cond.route
+        if result.route not in allowed:
+            return False
+    if cond.abstained is not None and (result.answer is None or result.answer.abstained != cond.abstained):
+        return False
+    return cond.unsupported is None or unsupported == cond.unsupported
+
+
+class PipelineRunner:
+    """Runs one spec against one project; classifiers and other corpora are loaded once and reused."""
+
+    def __init__(self, spec: PipelineSpec, project: Project) -> None:
+        self.spec = spec
+        self.project = project
+        self._models: dict[str, TextClassifier] = {}
+        self._corpora: dict[str, Project] = {}
+        self._checker: Any = None
+
+    def _classifier(self, name: str) -> TextClassifier:
+        if name not in self._models:
+            self._models[name] = Registry(self.project.settings.models_dir).load(name)
+        return self._models[name]
+
+    def _corpus(self, folder: str | None) -> Project:
+        if folder is None:
+            return self.project
+        if folder not in self._corpora:
+            path = Path(folder)
+            path = path if path.is_absolute() else self.project.settings.project_dir / path
+            if not (path / "ragtune.yaml").is_file():
+                raise ConfigError(f"pipeline {self.spec.name}: retrieve corpus {folder!r} is not a ragtune project "
+                                  f"({path}); create it with `ragtune init {path}` and ingest into it")
+            self._corpora[folder] = Project.open(path)
+        return self._corpora[folder]
+
+    def warm_up(self) -> None:
+        """Load every model the steps name, so the first input does not pay for it."""
+        self.project.embedder.warm_up()
+        for _, step in self.spec.steps:
+            if isinstance(step, ClassifyStep):
+                self._classifier(step.model)
+            elif isinstance(step, RetrieveStep):
+                corpus = self._corpus(step.corpus)
+                corpus.search("warm up", Principal("ragtune-warm-up"))  # opens the table and its indexes
+            elif isinstance(step, VerifyStep):
+                self._groundedness(step.model)
+
+    def _groundedness(self, model: str) -> Any:
+        if self._checker is None:
+            from ragtune.verify.groundedness import GroundednessChecker
+
+            self._checker = GroundednessChecker.from_registry(self.project.settings.models_dir, model)
+        return self._checker
+
+    def run(self, text: str, principal: Principal) -> PipelineResult:
+        """Run every step whose ``when`` holds, in order."""
+        if not text.strip():
+            raise ConfigError("the pipeline input is empty")
+        result = PipelineResult(pipeline=self.spec.name, input=text, user=principal.user)
+        hits: list[Hit] = []
+        query_vector = None
+        unsupported = False
+        t_all = time.perf_counter()
+        for n, (kind, step) in enumerate(self.spec.steps, start=1):
+            key = f"{n}.{kind}"
+            if step.when is not None and not holds(step.when, result, unsupported):
+                result.skipped.append(key)
+                continue
+            t0 = time.perf_counter()
+            if isinstance(step, RetrieveStep):
+                corpus = self._corpus(step.corpus)
+                retrieval = corpus.search(text, principal, top_k=step.top_k)
+                hits, query_vector = retrieval.hits, retrieval.query_vector
+            elif isinstance(step, AnswerStep):
+                corpus = self.project
+                answerer = corpus.answerer if step.generator == "project" else ExtractiveAnswerer(
+                    corpus.embedder, min_relevance=corpus.settings.answer.min_relevance,
+                    max_sentences=corpus.settings.answer.max_sentences)
+                result.answer = answerer.answer(text, hits, principal, query_vector)
+            elif isinstance(step, ClassifyStep):
+                clf = self._classifier(step.model)
+                (out,) = classify_texts(clf, [text], top_k=step.top_k, threshold=step.threshold)
+                result.labels[step.output or step.model] = LabelResult(step.model, out["label"], out["probability"],
+                                                                       out["top_k"])
+            elif isinstance(step, VerifyStep):
+                assert result.answer is not None
+                if not result.answer.abstained:
+                    report = self._groundedness(step.model).check_answer(result.answer, threshold=step.threshold)
+                    result.groundedness = report.score
+                    result.unsupported_sentences = list(report.unsupported)
+                    unsupported = bool(report.unsupported)
+                    if step.abstain and report.score < step.threshold:
+                        from ragtune.answer.extractive import ABSTAIN_TEXT
+
+                        result.answer = Answer(text, ABSTAIN_TEXT, (), True, result.answer.latency_ms,
+                                               result.answer.hits, (*result.answer.flags,
+                                                                    f"abstained: groundedness {report.score:.2f} "
+                                                                    f"below {step.threshold:.2f}"))
+            elif isinstance(step, RouteStep):
+                result.route = next((r.queue for r in step.rules if holds(r.when, result, unsupported)),
+                                    step.default)
+            result.latency_ms[key] = (time.perf_counter() - t0) * 1000
+        result.latency_ms["total"] = (time.perf_counter() - t_all) * 1000
+        return result
