@@ -281,9 +281,9 @@ websites' current policies.
   are generic ("Do you share my data with third parties?"), so the gold website is where the answer
   *was annotated*; other policies may answer the question too.
 - `demo_questions.txt` — two questions for the permission demo (below), one per line.
-- `advisor_questions.csv` — for the advisor's tests: up to {advisor_per_site} distinct PolicyQA questions per
-  website, taken round-robin over the site's categories, with `source` (the policy's file name) and `category` (the Category part of
-  `type`).
+- `advisor_questions.csv` — for the advisor's tests: up to {advisor_per_site} distinct PolicyQA questions
+  per website, taken round-robin over the site's categories, with `source` (the policy's file name) and
+  `category` (the Category part of `type`).
 
 ## Folders and who may read them
 

@@ -1,5 +1,5 @@
-"""`make demo`: ingest the sample policy corpus, ask the same questions as two users, then train and use a
-support-triage classifier.
+"""`make demo`: ingest the sample policy corpus, ask the same questions as two users, train and use a
+support-triage classifier, then run the two hybrid pipelines (compliance copilot, support triage).
 
 alice (group retail) may read the public and retail policies; bob (group media) the public and media ones.
 Each answer cites only what its asker may read, so the two users get different answers and sources.
@@ -69,6 +69,7 @@ def main() -> None:
             raise SystemExit(f"demo failed: {user} was shown {leaked}, outside group {group}")
     console.print("\n[green]Each user was answered only from policies their groups may read.[/green]")
     tuning_demo()
+    pipelines_demo()
 
 
 def tuning_demo() -> None:
@@ -80,6 +81,32 @@ def tuning_demo() -> None:
     for message in ("I lost my card on the train yesterday", "Why was I charged for taking out cash?",
                     "Is the app available in French?"):
         ragtune("classify", message, "--model", "triage", "--top-k", "2", "--project", str(PROJECT))
+
+
+def pipelines_demo() -> None:
+    """Hybrid pipelines: the compliance copilot as two users, then support triage with drafted replies."""
+    console.rule("[bold]Hybrid: compliance copilot (RAG answer + tuned policy-category classifier + routing)")
+    ragtune("train", str(HERE / "data" / "policies" / "advisor_questions.csv"), "--text-col", "question",
+            "--label-col", "category", "--name", "policy-category", "--method", "head", "--project", str(PROJECT))
+    question = "Do you share my personal information with vendors who help fulfill my purchases?"
+    for user, group in USERS.items():
+        ragtune("run", "compliance-copilot", question, "--user", user, "--groups", group, "--project", str(PROJECT))
+        result = json.loads(ragtune("run", "compliance-copilot", question, "--user", user, "--groups", group,
+                                    "--json", "--project", str(PROJECT), quiet=True))
+        folders = {Path(c["path"]).parent.name for c in (result["answer"] or {}).get("citations", [])}
+        if folders - {"public", group}:
+            raise SystemExit(f"demo failed: the copilot showed {user} policies from {folders - {'public', group}}")
+    ragtune("run", "compliance-copilot", "We received a subpoena about a user's data. What does our policy say?",
+            "--user", "alice", "--groups", "retail", "--project", str(PROJECT))
+
+    console.rule("[bold]Hybrid: support triage (tuned intent classifier routes; RAG drafts self-service replies)")
+    help_project = PROJECT / "help"
+    if not (help_project / "ragtune.yaml").exists():
+        ragtune("init", str(help_project))
+    ragtune("ingest", str(HERE / "data" / "help" / "articles"), "--project", str(help_project))
+    for message in ("When will my new card arrive?", "Someone stole my bag with my card in it",
+                    "Is the app available in French?"):
+        ragtune("run", "support-triage", message, "--user", "carol", "--project", str(PROJECT))
 
 
 if __name__ == "__main__":

@@ -53,3 +53,12 @@ def test_abstains_below_the_relevance_threshold(embedder: MiniLMEmbedder) -> Non
     ans = ExtractiveAnswerer(embedder, min_relevance=0.35).answer(q, hits(embedder, q, cs), Principal("u"))
     assert ans.abstained and ans.text == ABSTAIN_TEXT and ans.citations == ()
     assert ExtractiveAnswerer(embedder).answer(q, [], Principal("u")).abstained
+
+
+def test_a_sentence_repeated_by_overlapping_chunks_is_quoted_once(embedder: MiniLMEmbedder) -> None:
+    text = "Backups are kept for ninety days in two regions. Restores take one hour."
+    q = "How long are backups kept?"
+    answer = ExtractiveAnswerer(embedder, max_sentences=3).answer(
+        q, hits(embedder, q, [chunk("a", text), chunk("b", "Backups are kept for ninety days in two regions.")]),
+        Principal("u"))
+    assert answer.text.count("Backups are kept for ninety days") == 1

@@ -69,10 +69,13 @@ class ExtractiveAnswerer:
             return self._abstain(question, hits, t0)
 
         candidates: list[tuple[int, str]] = []  # (index into readable, sentence)
+        seen: set[str] = set()  # overlapping chunks repeat sentences: quote each once, from its best chunk
         for i, h in enumerate(readable):
             for s, e in sentence_spans(h.chunk.text):
                 sentence = h.chunk.text[s:e]
-                if len(_WORD.findall(sentence)) >= 3 and not sentence.startswith("#"):  # not a heading line
+                key = " ".join(_WORD.findall(sentence.lower()))
+                if len(_WORD.findall(sentence)) >= 3 and not sentence.startswith("#") and key not in seen:
+                    seen.add(key)  # headings are not quoted either
                     candidates.append((i, sentence))
         if not candidates:
             return self._abstain(question, hits, t0)
