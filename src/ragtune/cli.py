@@ -22,6 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from ragtune.advisor.cli import advise_guide
 from ragtune.config import GeneratorSettings, init_project, load_settings
 from ragtune.core import Answer, Hit, Principal
 from ragtune.errors import ConfigError, RagtuneError
@@ -31,9 +32,11 @@ from ragtune.project import Project
 
 app = typer.Typer(
     name="ragtune",
-    help="RAG with per-document permissions and citations, plus calibrated fine-tuned classifiers.",
+    help="RAG with per-document permissions and citations, calibrated fine-tuned classifiers, hybrid pipelines "
+    "and an advisor that recommends the architecture from evidence.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstring paragraphs re-wrap to the terminal width
     add_completion=False,
 )
 out = Console(soft_wrap=True)  # long paths and answers stay on one line when piped or captured
@@ -493,6 +496,9 @@ def run_pipeline(
                   + (f" (unsupported: {len(result.unsupported_sentences)} sentence(s))"
                      if result.unsupported_sentences else ""))
     out.print(_latency_table(result.latency_ms))
+
+
+app.command("advise")(advise_guide)
 
 
 def main() -> None:

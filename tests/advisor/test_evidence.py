@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -189,3 +192,40 @@ def test_a_more_complex_system_must_be_significantly_better_on_the_same_items() 
     assert measurably_better(cand("h", far), cand("t", base), 0.01)
     assert not measurably_better(cand("t", base), cand("h", far), 0.01)
     assert not measurably_better(cand("h", far), cand("t", base), 0.10)  # significant but below the margin
+
+
+# --- ragtune advise with evidence ----------------------------------------------------------------------------
+
+
+def test_advise_with_labels_writes_the_evidence_report(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ragtune.cli import app
+
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["advise", "--labels", str(EXAMPLES / "banking77" / "train.csv"),
+                                      "--label-col", "category", "--budget", "60", "--report-dir", str(out),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["recommendation"] in {"rag", "fine-tuning", "hybrid"}
+    assert {r["name"] for r in data["labels"]["results"]} == {"rag", "fine-tuning", "hybrid"}
+    assert data["guide"] is None and data["label_audit"]["classes"] == 8
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "data:image/png;base64," in html and "Classification bake-off" in html
+    assert "ragtune train" in (out / "report.md").read_text(encoding="utf-8")  # next steps for the winner
+
+
+def test_advise_evidence_input_errors_are_one_line(tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", "from ragtune.cli import main; main()", "advise", *args],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=120)
+
+    docs_only = run("--docs", str(POLICIES / "corpus"))
+    assert docs_only.returncode == 1 and "needs --docs with --questions" in docs_only.stderr
+    assert "Traceback" not in docs_only.stderr
+    partial = run("--labels", str(EXAMPLES / "banking77" / "train.csv"), "--label-col", "category", "--task",
+                  "classification")
+    assert partial.returncode == 1 and "guide answers are incomplete" in partial.stderr
+    missing_col = run("--labels", str(EXAMPLES / "banking77" / "train.csv"))
+    assert missing_col.returncode == 1 and "label" in missing_col.stderr and "Traceback" not in missing_col.stderr
