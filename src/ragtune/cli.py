@@ -29,6 +29,7 @@ from ragtune.errors import ConfigError, RagtuneError
 from ragtune.ingest.acl import parse_acl_option
 from ragtune.ingest.sync import SyncReport
 from ragtune.project import Project
+from ragtune.verify.cli import verify_app
 
 app = typer.Typer(
     name="ragtune",
@@ -499,6 +500,7 @@ def run_pipeline(
 
 
 app.command("advise")(advise_guide)
+app.add_typer(verify_app, name="verify")
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragtune.answer.extractive import ExtractiveAnswerer
+from ragtune.answer.extractive import ABSTAIN_TEXT, ExtractiveAnswerer
 from ragtune.core import Answer, Hit, Principal
 from ragtune.errors import ConfigError
 from ragtune.pipelines.spec import (
@@ -175,13 +175,11 @@ class PipelineRunner:
                     result.groundedness = report.score
                     result.unsupported_sentences = list(report.unsupported)
                     unsupported = bool(report.unsupported)
-                    if step.abstain and report.score < step.threshold:
-                        from ragtune.answer.extractive import ABSTAIN_TEXT
-
+                    if step.abstain and report.score < report.threshold:
                         result.answer = Answer(text, ABSTAIN_TEXT, (), True, result.answer.latency_ms,
                                                result.answer.hits, (*result.answer.flags,
                                                                     f"abstained: groundedness {report.score:.2f} "
-                                                                    f"below {step.threshold:.2f}"))
+                                                                    f"below {report.threshold:.2f}"))
             elif isinstance(step, RouteStep):
                 result.route = next((r.queue for r in step.rules if holds(r.when, result, unsupported)),
                                     step.default)

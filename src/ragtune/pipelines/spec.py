@@ -94,10 +94,11 @@ class ClassifyStep(StepBase):
 
 
 class VerifyStep(StepBase):
-    """Score each answer sentence against the chunks it cites; ``abstain`` below ``threshold``."""
+    """Score each answer sentence against the chunks it cites; ``abstain`` below ``threshold`` (default: the
+    threshold chosen on the checker's validation split, stored with the model)."""
 
     model: str = "groundedness"
-    threshold: float = Field(0.5, ge=0, le=1)
+    threshold: float | None = Field(None, ge=0, le=1)
     abstain: bool = False
 
 

@@ -1,0 +1,81 @@
+"""Evaluating support scorers on labelled pairs: AUROC, balanced accuracy, and choosing a threshold."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+from ragtune.errors import DataError
+from ragtune.verify.data import LabelledPair
+
+
+@runtime_checkable
+class PairScorer(Protocol):
+    """Anything that scores (sentence, evidence) pairs, higher meaning better supported."""
+
+    def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """One score per pair."""
+        ...
+
+
+def choose_threshold(y: np.ndarray, scores: np.ndarray) -> float:
+    """The threshold (``supported`` when score >= it) with the best balanced accuracy on ``y``; among equally
+    good ones, the midpoint of the best run, so it does not sit on a training example's score."""
+    y = np.asarray(y, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    if y.all() or not y.any():
+        raise DataError("choosing a threshold needs both supported and unsupported examples")
+    values = np.unique(scores)
+    candidates = np.concatenate([[values[0]], (values[:-1] + values[1:]) / 2, [values[-1] + 1e-9]])
+    bal = np.array([balanced_accuracy_score(y, scores >= t) for t in candidates])
+    best = np.flatnonzero(bal >= bal.max() - 1e-12)
+    return float((candidates[best[0]] + candidates[best[-1]]) / 2) if len(best) > 1 else float(candidates[best[0]])
+
+
+class GroundednessEvaluator:
+    """Scores labelled pairs with a scorer; returns AUROC and balanced accuracy (``primary_metric``: auroc).
+
+    Balanced accuracy needs a threshold: pass one chosen elsewhere (never on these pairs when they are the
+    test set), or leave it None to report the best threshold on these pairs (for validation sets).
+    """
+
+    primary_metric = "auroc"
+
+    def __init__(self, pairs: Sequence[LabelledPair], name: str = "") -> None:
+        self.pairs = list(pairs)
+        self.name = name
+        self.y = np.array([p.supported for p in self.pairs], dtype=bool)
+        if self.y.all() or not self.y.any():
+            raise DataError(f"evaluation pairs{' ' + name if name else ''} need both supported and unsupported "
+                            f"examples ({int(self.y.sum())} of {len(self.y)} supported)")
+
+    def scores(self, scorer: PairScorer) -> np.ndarray:
+        """The scorer's score for every pair."""
+        return np.asarray(scorer.score([(p.sentence, p.evidence) for p in self.pairs]), dtype=np.float64)
+
+    def __call__(self, scorer: PairScorer, threshold: float | None = None,
+                 scores: np.ndarray | None = None) -> dict[str, Any]:
+        """Metrics of ``scorer`` (or of precomputed ``scores``) on the pairs."""
+        s = self.scores(scorer) if scores is None else np.asarray(scores, dtype=np.float64)
+        return metrics(self.y, s, threshold)
+
+
+def metrics(y: np.ndarray, scores: np.ndarray, threshold: float | None = None) -> dict[str, Any]:
+    """AUROC, balanced accuracy at ``threshold`` (None: the best one on these labels) and counts."""
+    y = np.asarray(y, dtype=bool)
+    t = choose_threshold(y, scores) if threshold is None else float(threshold)
+    predicted = scores >= t
+    return {
+        "auroc": float(roc_auc_score(y, scores)),
+        "balanced_accuracy": float(balanced_accuracy_score(y, predicted)),
+        "threshold": t,
+        "threshold_chosen_here": threshold is None,
+        "unsupported_recall": float(np.mean(~predicted[~y])),
+        "supported_recall": float(np.mean(predicted[y])),
+        "examples": int(len(y)),
+        "supported": int(y.sum()),
+        "primary_metric": "auroc",
+    }

@@ -1,0 +1,375 @@
+"""The groundedness checker: a fine-tuned MiniLM cross-encoder scoring (sentence, evidence) pairs, and the
+check of an answer's sentences against the chunks they cite.
+
+Scoring an answer: the text is split into sentences, each keeping the citation markers (``[1]``, ``[1][2]``,
+``[1, 2]``) written after it (the extractive answerer writes ``Sentence. [1]``, generators ``Sentence [1].``).
+A sentence's support probability is the best over the chunks it cites; a sentence citing nothing is checked
+against every chunk the answer cites (generators often cite once per paragraph) and marked ``uncited``. The
+answer's ``score`` is the *lowest* sentence probability: one unsupported sentence makes the answer
+unsupported, so "abstain when score < threshold" and "hallucinated" agree. ``mean`` is reported beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragtune.core import Answer
+from ragtune.errors import ConfigError, DataError, ModelNotFoundError
+from ragtune.ingest.chunking import sentence_spans
+from ragtune.tuning.base import Progress, TextClassifier
+from ragtune.tuning.registry import ModelCard, Registry, new_card
+from ragtune.verify.data import (
+    SUPPORTED,
+    UNSUPPORTED,
+    LabelledPair,
+    describe,
+    group_split,
+    load_training_pairs,
+)
+from ragtune.verify.evaluate import PairScorer, metrics
+from ragtune.verify.pairs import best_window, expand, pair_text, term_overlap
+
+DEFAULT_MODEL = "groundedness"
+TRAIN_COMMAND = "ragtune verify train --data ../shared/data"
+DEFAULT_PARAMS: dict[str, Any] = {
+    "epochs": 2.0,
+    "batch_size": 16,
+    "learning_rate": 1e-4,
+    "head_learning_rate": 3e-3,
+    "max_length": 128,
+    "freeze_embeddings": True,
+    "threads": 2,
+}
+"""Fine-tuning settings of :func:`train_groundedness` (see docs/groundedness.md for how they were chosen)."""
+
+_MARKERS = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+_LEADING_MARKERS = re.compile(r"^(?:\s*\[\d+(?:\s*,\s*\d+)*\])+")
+_AFTER_MARKER = re.compile(r"(?<=\d\])\s+(?=[A-Z\"\u201c(])")  # "... [1] The next sentence"
+_HAS_WORD = re.compile(r"\w")
+
+
+@dataclass(frozen=True)
+class SentenceCheck:
+    """One answer sentence: the citations it was checked against and its support probability."""
+
+    text: str
+    cited: tuple[int, ...]  # the citation numbers written after the sentence
+    checked: tuple[int, ...]  # the citations it was scored against (all of the answer's when it cites none)
+    probability: float  # best support probability over the checked citations (0 when there are none)
+    best: int | None  # the citation with that probability
+    supported: bool
+
+    @property
+    def uncited(self) -> bool:
+        """The sentence names no citation (it was checked against every citation of the answer)."""
+        return not self.cited
+
+
+@dataclass(frozen=True)
+class GroundednessReport:
+    """How well an answer is supported by the chunks it cites.
+
+    ``score`` is the lowest sentence probability (1.0 for an abstention: it claims nothing), ``mean`` the
+    average; ``unsupported`` holds the text of every sentence below ``threshold``.
+    """
+
+    sentences: tuple[SentenceCheck, ...]
+    score: float
+    mean: float
+    threshold: float
+    model: str = ""
+    unsupported: tuple[str, ...] = field(default=())
+
+    @property
+    def hallucinated(self) -> bool:
+        """Whether any sentence is unsupported (the answer counts towards the hallucination rate)."""
+        return bool(self.unsupported)
+
+
+def cited_sentences(text: str) -> list[tuple[str, tuple[int, ...]]]:
+    """The sentences of an answer with the citation numbers written after each, markers removed."""
+    pieces = [part for s, e in sentence_spans(text) for part in _AFTER_MARKER.split(text[s:e])]
+    merged: list[str] = []
+    for piece in pieces:
+        lead = _LEADING_MARKERS.match(piece)
+        if lead and merged:  # "Sentence. [1] Next sentence." -> the markers belong to the first
+            merged[-1] += " " + lead.group(0).strip()
+            piece = piece[lead.end() :].strip()
+        if not piece:
+            continue
+        if merged and not _HAS_WORD.search(_MARKERS.sub("", piece)):
+            merged[-1] += " " + piece
+        else:
+            merged.append(piece)
+    out = []
+    for sentence in merged:
+        numbers = tuple(dict.fromkeys(int(n) for group in _MARKERS.findall(sentence) for n in group.split(",")))
+        bare = re.sub(r"\s+([.,;:!?])", r"\1", _MARKERS.sub("", sentence))
+        bare = " ".join(bare.split())
+        if _HAS_WORD.search(bare):
+            out.append((bare, numbers))
+    return out
+
+
+def check_answer(answer: Answer, scorer: PairScorer, threshold: float, model: str = "") -> GroundednessReport:
+    """Score every sentence of ``answer`` against the chunks it cites with ``scorer`` (any pair scorer:
+    the trained checker, or a baseline) and mark those below ``threshold`` unsupported."""
+    if answer.abstained or not answer.text.strip():
+        return GroundednessReport((), 1.0, 1.0, threshold, model)
+    chunks = {c.number: c.chunk.text for c in answer.citations}
+    sentences = cited_sentences(answer.text)
+    plan: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = []
+    pairs: list[tuple[str, str]] = []
+    for sentence, cited in sentences:
+        known = tuple(n for n in cited if n in chunks)
+        checked = known if cited else tuple(sorted(chunks))
+        plan.append((sentence, cited, checked))
+        pairs += [(sentence, chunks[n]) for n in checked]
+    scores = np.asarray(scorer.score(pairs), dtype=np.float64) if pairs else np.zeros(0)
+    checks: list[SentenceCheck] = []
+    at = 0
+    for sentence, cited, checked in plan:
+        own = scores[at : at + len(checked)]
+        at += len(checked)
+        j = int(np.argmax(own)) if len(own) else -1
+        p = float(own[j]) if j >= 0 else 0.0
+        checks.append(SentenceCheck(sentence, cited, checked, p, checked[j] if j >= 0 else None, p >= threshold))
+    if not checks:  # text without a single word: nothing is claimed
+        return GroundednessReport((), 1.0, 1.0, threshold, model)
+    probs = [c.probability for c in checks]
+    return GroundednessReport(tuple(checks), float(min(probs)), float(np.mean(probs)), threshold, model,
+                              tuple(c.text for c in checks if not c.supported))
+
+
+def hallucination_rate(reports: Sequence[GroundednessReport]) -> float:
+    """Share of answers with at least one unsupported sentence (abstentions count as not hallucinated)."""
+    return float(np.mean([r.hallucinated for r in reports])) if reports else 0.0
+
+
+@dataclass(frozen=True)
+class Combiner:
+    """P(supported) = sigmoid(bias + model_weight * logit(p_model) + overlap_weight * overlap): the
+    cross-encoder's probability combined with lexical overlap by a logistic regression fitted on validation
+    pairs the cross-encoder was not trained on."""
+
+    model_weight: float
+    overlap_weight: float
+    bias: float
+
+    @classmethod
+    def fit(cls, p_model: np.ndarray, overlap: np.ndarray, y: np.ndarray) -> Combiner:
+        """Fit on validation pairs. Nearly unregularised (C=100): two features, and the default C=1 would
+        shrink the overlap weight, whose feature spans only [0, 1]."""
+        from sklearn.linear_model import LogisticRegression
+
+        lr = LogisticRegression(C=100.0).fit(np.stack([_logit(p_model), overlap], axis=1), np.asarray(y, dtype=int))
+        return cls(float(lr.coef_[0, 0]), float(lr.coef_[0, 1]), float(lr.intercept_[0]))
+
+    def apply(self, p_model: np.ndarray, overlap: np.ndarray) -> np.ndarray:
+        """Combined probabilities."""
+        z = self.bias + self.model_weight * _logit(p_model) + self.overlap_weight * np.asarray(overlap)
+        return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=np.float64)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.asarray(np.log(q / (1 - q)))
+
+
+class GroundednessChecker:
+    """A registered support classifier used as a cross-encoder: ``score`` gives P(supported) per pair.
+
+    With a ``combiner`` the cross-encoder's probability is combined with lexical overlap (how a checker from
+    :func:`train_groundedness` scores; see docs/groundedness.md). ``threshold`` is the default of
+    :meth:`check_answer`; a trained checker carries the one chosen on its validation split.
+    """
+
+    def __init__(self, classifier: TextClassifier, threshold: float = 0.5, name: str = "",
+                 combiner: Combiner | None = None) -> None:
+        classes = [str(c) for c in getattr(classifier, "classes_", [])]
+        if SUPPORTED not in classes or UNSUPPORTED not in classes:
+            raise ConfigError(f"model {name or '(unnamed)'} is not a groundedness checker: its classes are "
+                              f"{classes}, expected {SUPPORTED!r} and {UNSUPPORTED!r}; train one with "
+                              f"`{TRAIN_COMMAND}`")
+        self.classifier = classifier
+        self.threshold = threshold
+        self.name = name
+        self.combiner = combiner
+        self._column = classes.index(SUPPORTED)
+
+    @classmethod
+    def from_registry(cls, models_root: Path | str, name: str = DEFAULT_MODEL,
+                      version: int | None = None) -> GroundednessChecker:
+        """Load a checker from the project's model registry (no network)."""
+        registry = Registry(Path(models_root))
+        command = TRAIN_COMMAND + ("" if name == DEFAULT_MODEL else f" --name {name}")
+        known = [c.name for c in registry.list()]
+        if name not in known:
+            raise ModelNotFoundError(f"no groundedness checker named {name!r} in {models_root} (models there: "
+                                     f"{', '.join(known) or 'none'}); train it with `{command}`")
+        try:
+            card = registry.card(name, version)
+            classifier = registry.load(name, version)
+        except ModelNotFoundError as exc:
+            raise ModelNotFoundError(f"{exc}; train a new version with `{command}`") from exc
+        threshold = float(card.notes.get("threshold", 0.5))
+        raw = card.notes.get("combiner")
+        combiner = Combiner(**raw) if isinstance(raw, dict) else None
+        return cls(classifier, threshold=threshold, name=f"{name} v{card.version}", combiner=combiner)
+
+    @property
+    def max_length(self) -> int:
+        """Tokens per classifier input (sentence, separator and an evidence window)."""
+        return int(getattr(self.classifier, "max_length", 256))
+
+    def model_probability(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """The cross-encoder's own P(supported) per pair: the best over the evidence's windows."""
+        if not pairs:
+            return np.zeros(0)
+        texts, owner = expand(pairs, self.max_length)
+        probs = self.classifier.predict_proba(texts)[:, self._column]
+        out = np.zeros(len(pairs))
+        np.maximum.at(out, np.array(owner), probs)
+        return out
+
+    def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """P(supported) for each (sentence, evidence) pair."""
+        p = self.model_probability(pairs)
+        if self.combiner is None or not len(p):
+            return p
+        return self.combiner.apply(p, np.array([term_overlap(s, e) for s, e in pairs]))
+
+    def check_answer(self, answer: Answer, threshold: float | None = None) -> GroundednessReport:
+        """Check each sentence of ``answer`` against the chunks it cites (threshold: the checker's own)."""
+        t = self.threshold if threshold is None else threshold
+        return check_answer(answer, self, t, self.name)
+
+
+# -- training -----------------------------------------------------------------------------------------------------
+@dataclass
+class GroundednessTrainResult:
+    """What :func:`train_groundedness` produced."""
+
+    card: ModelCard
+    checker: GroundednessChecker
+    validation: dict[str, Any]
+    train_counts: dict[str, dict[str, int]]
+    validation_counts: dict[str, dict[str, int]]
+    seconds: float
+
+
+def training_texts(pairs: Sequence[LabelledPair], max_length: int) -> tuple[list[str], list[str]]:
+    """Classifier texts and labels: each pair with the evidence window that shares most words with it."""
+    texts = [pair_text(p.sentence, best_window(p.sentence, p.evidence, max_length)) for p in pairs]
+    return texts, [p.label for p in pairs]
+
+
+def cap_pairs(pairs: Sequence[LabelledPair], max_pairs: int | None, seed: int = 0,
+              keep_prefix: str = "begin") -> list[LabelledPair]:
+    """At most ``max_pairs`` pairs: those of sources starting with ``keep_prefix`` first, then a seeded
+    sample of the rest."""
+    pairs = list(pairs)
+    if max_pairs is None or len(pairs) <= max_pairs:
+        return pairs
+    kept = [p for p in pairs if p.source.startswith(keep_prefix)][:max_pairs]
+    rest = [p for p in pairs if not p.source.startswith(keep_prefix)]
+    rng = np.random.default_rng(seed)
+    pick = sorted(rng.choice(len(rest), size=min(len(rest), max_pairs - len(kept)), replace=False).tolist())
+    return kept + [rest[i] for i in pick]
+
+
+def fit_checker(train: Sequence[LabelledPair], validation: Sequence[LabelledPair] = (),
+                params: dict[str, Any] | None = None, seed: int = 0, progress: Progress | None = None,
+                name: str = "", combine: bool = True) -> tuple[GroundednessChecker, dict[str, Any]]:
+    """Fine-tune and calibrate a checker on ``train``. On ``validation`` (when it has both labels), fit the
+    combiner with lexical overlap (``combine``) and choose the threshold (best balanced accuracy; else 0.5).
+    Returns the checker and its validation metrics (``cross_encoder``: those of the model alone)."""
+    from ragtune.tuning.finetune import FineTuneClassifier
+
+    settings = {**DEFAULT_PARAMS, **(params or {})}
+    clf = FineTuneClassifier(random_state=seed, **settings)
+    texts, labels = training_texts(train, clf.max_length)
+    if len(set(labels)) < 2:
+        raise DataError(f"the training pairs need supported and unsupported examples; got {describe(train)}")
+    clf.fit(texts, labels, progress=progress)
+    checker = GroundednessChecker(clf, 0.5, name)
+    found: dict[str, Any] = {}
+    y = np.array([p.supported for p in validation], dtype=bool)
+    if len(y) and y.any() and not y.all():
+        pairs = [(p.sentence, p.evidence) for p in validation]
+        p_model = checker.model_probability(pairs)
+        scores = p_model
+        found["cross_encoder"] = metrics(y, p_model)
+        if combine:
+            overlap = np.array([term_overlap(s, e) for s, e in pairs])
+            checker.combiner = Combiner.fit(p_model, overlap, y)
+            scores = checker.combiner.apply(p_model, overlap)
+        found.update(metrics(y, scores))
+        found["balanced_accuracy_at_0.5"] = metrics(y, scores, 0.5)["balanced_accuracy"]
+        checker.threshold = found["threshold"]
+    return checker, found
+
+
+def pairs_sha256(pairs: Sequence[LabelledPair]) -> str:
+    """A digest of the training pairs (for the model card)."""
+    h = hashlib.sha256()
+    for p in pairs:
+        h.update(f"{p.sentence}\0{p.evidence}\0{p.label}\0".encode())
+    return h.hexdigest()
+
+
+def train_groundedness(
+    models_root: Path | str,
+    data: Path | str,
+    name: str = DEFAULT_MODEL,
+    params: dict[str, Any] | None = None,
+    validation_fraction: float = 0.2,
+    max_pairs: int | None = None,
+    generic: str = "drop",
+    negatives_per_rationale: int = 1,
+    combine: bool = True,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> GroundednessTrainResult:
+    """Build pairs from ``data`` (BEGIN TSVs and/or SciFact, see :mod:`ragtune.verify.data`), hold out
+    ``validation_fraction`` of the BEGIN knowledge groups (all pairs' groups when there is no BEGIN data),
+    fine-tune and calibrate on the rest, fit the lexical combiner (``combine``) and the threshold on the
+    held-out groups, and register the checker as ``name``. ``max_pairs`` caps the training pairs (BEGIN
+    first, then a sample of SciFact)."""
+    pairs = load_training_pairs(Path(data), generic, negatives_per_rationale, seed)
+    target = [p for p in pairs if p.source.startswith("begin")] or pairs
+    fit_on, validation = group_split(target, validation_fraction, seed) if len(target) >= 20 else (target, [])
+    held = {id(p) for p in validation}
+    train = cap_pairs([p for p in pairs if id(p) not in held], max_pairs, seed)
+    t0 = time.perf_counter()
+    checker, found = fit_checker(train, validation, params, seed, progress, name, combine)
+    seconds = time.perf_counter() - t0
+    clf = checker.classifier
+    card = new_card("finetune", clf, pairs_sha256(train), str(data))
+    card.metrics = {k: found[k] for k in ("auroc", "balanced_accuracy", "threshold", "examples", "primary_metric")
+                    if k in found}
+    card.notes = {
+        "kind": "groundedness",
+        "threshold": checker.threshold,
+        "combiner": asdict(checker.combiner) if checker.combiner is not None else None,
+        "labels": {"Fully attributable": SUPPORTED, "Not fully attributable": UNSUPPORTED,
+                   "Generic": "dropped" if generic == "drop" else UNSUPPORTED,
+                   "SciFact SUPPORT": SUPPORTED, "SciFact CONTRADICT": UNSUPPORTED,
+                   "SciFact non-rationale sentence": UNSUPPORTED},
+        "train_pairs": describe(train),
+        "validation_pairs": describe(validation),
+        "validation": found,
+        "calibration": clf.calibration_,
+        "train_seconds": seconds,
+    }
+    card = Registry(Path(models_root)).register(name, clf, card)
+    checker.name = f"{name} v{card.version}"
+    return GroundednessTrainResult(card, checker, found, describe(train), describe(validation), seconds)
