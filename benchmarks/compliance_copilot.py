@@ -11,7 +11,9 @@ ACL filter. For every PolicyQA question with a whole-word gold answer:
 - category accuracy of the `policy-category` classifier (`head`), two-fold by policy (trained on the questions
   of 10 policies, tested on the other 10, then swapped), so no policy's questions are in both;
 - end-to-end latency of the pipeline (classify, retrieve, answer, route) per question, p50/p95; and with the
-  groundedness check when a `groundedness` model can be trained (see docs/groundedness.md).
+  groundedness check when the bench project has a `groundedness` model (train it once with
+  `ragtune verify train --data ../shared/data -p .bench/copilot/project`), and the hallucination rate: the
+  share of answers with a sentence the checker finds unsupported.
 
     RAGTUNE_DATA=../shared/data .venv/bin/python benchmarks/compliance_copilot.py [--limit N]
 """
@@ -36,13 +38,15 @@ from ragtune.answer.extractive import ExtractiveAnswerer  # noqa: E402
 from ragtune.config import init_project  # noqa: E402
 from ragtune.core import Principal  # noqa: E402
 from ragtune.pipelines.runner import PipelineRunner  # noqa: E402
-from ragtune.pipelines.spec import load_pipeline  # noqa: E402
+from ragtune.pipelines.spec import BUILTIN_DIR, load_pipeline  # noqa: E402
 from ragtune.project import Project  # noqa: E402
 from ragtune.tuning.base import classifier_class  # noqa: E402
 from ragtune.tuning.registry import Registry, new_card  # noqa: E402
 
 SECTION = "Compliance copilot on PolicyQA dev"
-COMMAND = "RAGTUNE_DATA=../shared/data .venv/bin/python benchmarks/compliance_copilot.py"
+COMMAND = ("RAGTUNE_DATA=../shared/data .venv/bin/python benchmarks/compliance_copilot.py  # builds the project\n"
+           ".venv/bin/ragtune verify train --data ../shared/data -p .bench/copilot/project  # once\n"
+           "RAGTUNE_DATA=../shared/data .venv/bin/python benchmarks/compliance_copilot.py  # with the check")
 
 
 def normalize(text: str) -> list[str]:
@@ -110,11 +114,25 @@ def main(argv: list[str] | None = None) -> int:
     one_sentence = ExtractiveAnswerer(project.embedder, max_sentences=1)
     runner = PipelineRunner(load_pipeline("compliance-copilot"), project)
     runner.warm_up()
-    found, f1_three, f1_one, latency = 0, [], [], []
+    checked = None
+    if (project.settings.models_dir / "groundedness").is_dir():
+        # The same pipeline with the groundedness check after the answer.
+        text = (BUILTIN_DIR / "compliance-copilot.yaml").read_text(encoding="utf-8")
+        spec_file = root / "copilot-verified.yaml"
+        spec_file.write_text(text.replace("  - answer: {}\n", "  - answer: {}\n  - verify: {}\n"), encoding="utf-8")
+        checked = PipelineRunner(load_pipeline(spec_file), project)
+        checked.warm_up()
+    found, f1_three, f1_one, latency, latency_checked, hallucinated, answered = 0, [], [], [], [], 0, 0
     for policy, q in items:
         principal = Principal("bench", frozenset({group_of(policy)}))
         result = runner.run(q.question, principal)
         latency.append(result.latency_ms["total"])
+        if checked is not None:
+            verified = checked.run(q.question, principal)
+            latency_checked.append(verified.latency_ms["total"])
+            if verified.answer is not None and not verified.answer.abstained:
+                answered += 1
+                hallucinated += bool(verified.unsupported_sentences)
         hits = project.search(q.question, principal, top_k=5).hits
         gold = [" ".join(a.split()) for a in q.answers]
         found += any(g in " ".join(h.chunk.text.split()) for h in hits for g in gold)
@@ -130,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     emit("copilot", questions=n, recall_at_5=round(recall, 4), f1_3_sentences=round(f1_3, 2),
          f1_1_sentence=round(f1_1, 2), category_accuracy=round(category_acc, 4), p50_ms=round(p50, 1),
          p95_ms=round(p95, 1))
+    if latency_checked:
+        emit("copilot.verified", p50_ms=round(median(latency_checked), 1),
+             p95_ms=round(percentile(latency_checked, 95), 1), hallucination_rate=round(hallucinated / answered, 4))
     with open(root / "per_question.csv", "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["website", "question", "category", "predicted", "f1_3", "f1_1", "latency_ms"])
@@ -148,6 +169,13 @@ def main(argv: list[str] | None = None) -> int:
         ("category accuracy (held-out policies)", f"{100 * category_acc:.1f} %", "–"),
         ("pipeline latency p50 / p95, no groundedness check", f"{p50:.0f} / {p95:.0f} ms", "–"),
     ]
+    if latency_checked:
+        rows += [
+            ("pipeline latency p50 / p95, with the groundedness check",
+             f"{median(latency_checked):.0f} / {percentile(latency_checked, 95):.0f} ms", "–"),
+            ("hallucination rate (answers with a sentence the checker finds unsupported)",
+             f"{100 * hallucinated / answered:.1f} % of {answered}", "extractive: every sentence is quoted"),
+        ]
     for measure, value, anchor in rows:
         write_row(SECTION, measure, f"| {measure} | {value} | {anchor} |", header=["measure", "value", "anchor"],
                   command=COMMAND, intro=intro)
