@@ -29,6 +29,18 @@ def _terms(text: str) -> set[str]:
     return {w[:6] for w in _WORD.findall(text.lower()) if w not in _STOP}
 
 
+def relevant_readable(hits: Sequence[Hit], principal: Principal, limit: int, embedder: Embedder,
+                      query_vector: np.ndarray, min_relevance: float) -> list[Hit]:
+    """The first ``limit`` hits the principal may read, or none when the best of them is less similar to the
+    question than ``min_relevance`` (the caller then abstains). A second guard: whatever handed the hits
+    over, a chunk the principal may not read is never answered from."""
+    readable = [h for h in hits if principal.can_read(h.chunk.acl)][:limit]
+    best = max((h.dense_score for h in readable if h.dense_score is not None), default=None)
+    if best is None and readable:
+        best = float(np.max(embedder.embed([h.chunk.search_text for h in readable]) @ query_vector))
+    return readable if best is not None and best >= min_relevance else []
+
+
 class ExtractiveAnswerer:
     """Selects up to ``max_sentences`` supporting sentences from the top ``context_chunks`` hits."""
 
@@ -57,15 +69,11 @@ class ExtractiveAnswerer:
     ) -> Answer:
         """Answer from ``hits`` (already ACL-filtered by the store; checked again here) or abstain."""
         t0 = time.perf_counter()
-        # Second guard: never quote a chunk the principal may not read, whatever handed it to us.
-        readable = [h for h in hits if principal.can_read(h.chunk.acl)][: self.context_chunks]
         if query_vector is None:
             query_vector = self.embedder.embed([question])[0]
-        best = max((h.dense_score for h in readable if h.dense_score is not None), default=None)
-        if best is None and readable:
-            vecs = self.embedder.embed([h.chunk.search_text for h in readable])
-            best = float(np.max(vecs @ query_vector))
-        if not readable or best is None or best < self.min_relevance:
+        readable = relevant_readable(hits, principal, self.context_chunks, self.embedder, query_vector,
+                                     self.min_relevance)
+        if not readable:
             return self._abstain(question, hits, t0)
 
         candidates: list[tuple[int, str]] = []  # (index into readable, sentence)

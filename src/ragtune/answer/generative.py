@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ragtune.answer.extractive import ABSTAIN_TEXT, _terms
+from ragtune.answer.extractive import ABSTAIN_TEXT, _terms, relevant_readable
 from ragtune.core import Answer, Citation, Hit, Principal
 from ragtune.errors import RagtuneError
 from ragtune.ingest.chunking import sentence_spans
@@ -93,13 +93,11 @@ class GenerativeAnswerer:
                query_vector: np.ndarray | None = None, on_token: Callable[[str], None] | None = None) -> Answer:
         """Generate an answer citing the sources; invalid citations are dropped and flagged."""
         t0 = time.perf_counter()
-        readable = [h for h in hits if principal.can_read(h.chunk.acl)][: self.context_chunks]
         if query_vector is None:
             query_vector = self.embedder.embed([question])[0]
-        best = max((h.dense_score for h in readable if h.dense_score is not None), default=None)
-        if best is None and readable:
-            best = float(np.max(self.embedder.embed([h.chunk.search_text for h in readable]) @ query_vector))
-        if not readable or best is None or best < self.min_relevance:
+        readable = relevant_readable(hits, principal, self.context_chunks, self.embedder, query_vector,
+                                     self.min_relevance)
+        if not readable:
             return Answer(question, ABSTAIN_TEXT, (), True, {"answer": (time.perf_counter() - t0) * 1000},
                           tuple(hits))
         raw = self.generator.generate(build_messages(question, readable), max_tokens=self.max_tokens,
