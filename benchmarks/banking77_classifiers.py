@@ -5,6 +5,7 @@ Usage (one method per process, so peak memory is that method's own):
     RAGTUNE_DATA=../shared/data .venv/bin/python benchmarks/banking77_classifiers.py --method head
     RAGTUNE_DATA=../shared/data .venv/bin/python benchmarks/banking77_classifiers.py --method setfit --shots 10
     RAGTUNE_DATA=../shared/data .venv/bin/python benchmarks/banking77_classifiers.py --method finetune
+    RAGTUNE_DATA=../shared/data .venv/bin/python benchmarks/banking77_classifiers.py --method ensemble
 
 Hyperparameters are chosen on a validation split of the training set (``--select``), never on the test set.
 The test set (3,080 messages) is used once, for the reported figures.
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import clear_embedding_cache, command_line, data_dir, emit, machine, write_row  # noqa: E402
 
 from ragtune.tuning.base import classifier_class  # noqa: E402
+from ragtune.tuning.data import LabelledData  # noqa: E402
 from ragtune.tuning.evaluate import ClassificationEvaluator  # noqa: E402
 
 SECTION = "banking77 classifiers"
@@ -71,18 +73,22 @@ def select_params(method: str, texts: list[str], labels: list[str], grid: list[d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--method", choices=["head", "setfit", "finetune"], required=True)
+    parser.add_argument("--method", choices=["head", "setfit", "finetune", "ensemble"], required=True)
     parser.add_argument("--shots", type=int, default=0, help="examples per class (0: the full training set)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--params", default="{}", help="JSON of classifier parameters (fixed)")
     parser.add_argument("--select", default="", help="JSON list of parameter dicts to choose from on validation")
     parser.add_argument("--single-runs", type=int, default=200)
+    parser.add_argument("--label-names", action="store_true", help="add each label's name as a training example")
     args = parser.parse_args()
 
     texts, labels = load("train")
     test_texts, test_labels = load("test")
     if args.shots:
         texts, labels = few_shot(texts, labels, args.shots, args.seed)
+    if args.label_names:
+        augmented = LabelledData(texts, labels, "banking77", "").with_label_names()
+        texts, labels = augmented.texts, augmented.labels
     fixed = json.loads(args.params)
     grid = [{**fixed, **g} for g in json.loads(args.select)] if args.select else [fixed]
     params, scores = select_params(args.method, texts, labels, grid, args.seed)
@@ -105,8 +111,10 @@ def main() -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     name = f"{args.method} / " + (f"{args.shots} per class (seed {args.seed})" if args.shots else "full train (10,003)")
+    name += " + label names" if args.label_names else ""
     emit("banking77", method=args.method, shots=args.shots, seed=args.seed, accuracy=metrics["accuracy"],
-         macro_f1=metrics["macro_f1"], ece=metrics["ece"], train_s=train_s, batch_texts_per_s=batch_rate,
+         label_names=args.label_names, macro_f1=metrics["macro_f1"], ece=metrics["ece"], train_s=train_s,
+         batch_texts_per_s=batch_rate,
          single_p50_ms=p50, peak_rss_mb=peak_mb, params=params, validation=scores, machine=machine())
     write_row(
         SECTION, name,

@@ -330,8 +330,16 @@ def train(
     name: Annotated[str, typer.Option("--name", "-n", help="Model name in the registry (a new version each run).")],
     text_col: Annotated[str, typer.Option(help="Column holding the text.")] = "text",
     label_col: Annotated[str, typer.Option(help="Column holding the label.")] = "label",
-    method: Annotated[str, typer.Option(help="auto | head | setfit | finetune. auto picks from examples per "
-                                             "class and says why.")] = "auto",
+    method: Annotated[str, typer.Option(help="auto | head | setfit | finetune | ensemble. auto picks from "
+                                             "examples per class and says why; ensemble averages several "
+                                             "models (default: two finetune seeds + head), more accurate and "
+                                             "slower.")] = "auto",
+    params: Annotated[str, typer.Option(help='Method settings as JSON, e.g. \'{"epochs": 5}\' for finetune or '
+                                             '\'{"members": [{"method": "finetune", "head": "cosine"}, '
+                                             '{"method": "head"}]}\' for ensemble.')] = "{}",
+    label_names: Annotated[bool, typer.Option("--label-names", help="Also train on each label's name as an "
+                                              "example (card_arrival -> 'card arrival'); helps with few "
+                                              "examples per class when names are meaningful.")] = False,
     test: Annotated[Path | None, typer.Option(help="Test file (same columns); default: hold out --test-size.")] = None,
     test_size: Annotated[float, typer.Option(min=0.05, max=0.5, help="Share held out for testing.")] = 0.2,
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Abstain below this calibrated probability "
@@ -347,6 +355,12 @@ def train(
     from ragtune.tuning.train import train_classifier
 
     proj = Project.open(project)
+    try:
+        settings = json.loads(params)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--params is not valid JSON ({exc.msg} at character {exc.pos}): {params}") from exc
+    if not isinstance(settings, dict):
+        raise ConfigError(f"--params must be a JSON object of settings, got: {params}")
 
     def show_audit(audit: Any, data: Any) -> None:
         out.print(audit.to_markdown(data.texts, limit=5), markup=False, highlight=False)
@@ -357,7 +371,8 @@ def train(
     with _train_progress() as bar:
         result = train_classifier(
             proj.settings.models_dir, data, name, text_col=text_col, label_col=label_col, method=method,
-            test_path=test, test_size=test_size, seed=seed, params={"threshold": threshold},
+            test_path=test, test_size=test_size, seed=seed, params={**settings, "threshold": threshold},
+            label_names=label_names,
             progress=_RichTrainProgress(bar), on_audit=show_audit, on_method=show_method,
         )
     m = result.metrics

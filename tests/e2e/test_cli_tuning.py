@@ -59,3 +59,20 @@ def test_train_classify_and_manage_models(tmp_path: Path) -> None:
     ok("models", "delete", "triage", "-p", str(proj))
     result = runner.invoke(app, ["classify", "x", "--model", "triage", "-p", str(proj)])
     assert result.exit_code != 0 and "no model named 'triage'" in str(result.exception)
+
+
+def test_train_takes_method_settings_and_label_names(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    ok("init", str(proj))
+    train = ["train", str(DATA / "train.csv"), "--label-col", "category", "--name", "t", "-p", str(proj)]
+    out = ok(*train, "--method", "ensemble", "--label-names",
+             "--params", '{"members": [{"method": "head", "C": 1}, {"method": "head", "C": 100}]}')
+    assert "method: ensemble" in out and "registered t v1" in out
+    card = json.loads(ok("models", "show", "t", "-p", str(proj)))
+    assert card["notes"]["label_names"] is True
+    assert card["notes"]["train_examples"] == 256 + 8  # the 80 % split of 320 rows, plus one name per intent
+    assert [m["C"] for m in card["params"]["members"]] == [1, 100]
+    for bad, message in (("{oops", "--params is not valid JSON"), ("[1]", "must be a JSON object"),
+                         ('{"epochs": 3}', "head has no setting 'epochs'")):
+        result = runner.invoke(app, [*train, "--method", "head", "--params", bad])
+        assert result.exit_code != 0 and message in result.output + str(result.exception), bad

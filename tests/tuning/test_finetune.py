@@ -163,6 +163,19 @@ def test_bad_settings_are_user_errors(train: LabelledData, tmp_path: Path) -> No
         FineTuneClassifier(pooling="max").fit(train.texts[:40], train.labels[:40])
     with pytest.raises(ConfigError, match="runtime"):
         FineTuneClassifier(runtime="tensorrt").fit(train.texts[:40], train.labels[:40])
+    with pytest.raises(ConfigError, match="cosine needs pooling 'mean'"):
+        FineTuneClassifier(head="cosine", pooling="cls").fit(train.texts[:40], train.labels[:40])
+
+
+def test_cosine_head_learns_and_survives_onnx(train: LabelledData, test: LabelledData, tmp_path: Path) -> None:
+    clf = FineTuneClassifier(**{**FAST, "head": "cosine", "scale": 25.0}).fit(train.texts, train.labels)
+    assert clf.model_.classifier.bias is None  # scores are scale * cosine, no offset per class
+    accuracy = float(np.mean(clf.predict(test.texts) == np.array(test.labels)))
+    assert accuracy >= 0.85, f"accuracy {accuracy:.3f} on 160 test rows (chance is 0.125)"
+    loaded = TextClassifier.load(clf.save(tmp_path / "cosine"))
+    assert loaded.backend == "onnxruntime"
+    np.testing.assert_allclose(loaded.predict_proba(test.texts[:20]), clf.predict_proba(test.texts[:20]), atol=1e-4)
+    assert loaded._torch_model().cosine and loaded._torch_model().scale == 25.0  # rebuilt from config.json
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from ragtune.errors import DataError, ModelNotFoundError
+from ragtune.errors import ConfigError, DataError, ModelNotFoundError
 from ragtune.tuning.calibration import expected_calibration_error, fit_temperature, softmax
 
 NEEDS_REVIEW = "needs_review"
@@ -28,7 +28,7 @@ _REGISTRY: dict[str, type[TextClassifier]] = {}
 
 
 class TextClassifier(ClassifierMixin, BaseEstimator):
-    """Base of every ragtune classifier (``method`` names it: head, setfit, finetune)."""
+    """Base of every ragtune classifier (``method`` names it: head, setfit, finetune, ensemble)."""
 
     method: ClassVar[str] = ""
 
@@ -176,6 +176,7 @@ METHOD_MODULES = {
     "head": "ragtune.tuning.head",
     "setfit": "ragtune.tuning.setfit_model",
     "finetune": "ragtune.tuning.finetune",
+    "ensemble": "ragtune.tuning.ensemble",
 }
 
 
@@ -188,3 +189,17 @@ def classifier_class(method: str) -> type[TextClassifier]:
     if method not in _REGISTRY:
         importlib.import_module(METHOD_MODULES[method])
     return _REGISTRY[method]
+
+
+def build_classifier(method: str, params: dict[str, Any]) -> TextClassifier:
+    """A new ``method`` classifier with ``params``; an unknown setting is a :class:`ConfigError` naming the
+    valid ones."""
+    import inspect
+
+    cls = classifier_class(method)
+    valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ConfigError(f"{method} has no setting {', '.join(map(repr, unknown))}; its settings are: "
+                          f"{', '.join(valid)}")
+    return cls(**params)

@@ -15,7 +15,7 @@ from sklearn.model_selection import train_test_split
 from ragtune.errors import DataError
 from ragtune.models.embedder import MiniLMEmbedder
 from ragtune.tuning.audit import AuditReport, audit_labels
-from ragtune.tuning.base import Progress, classifier_class
+from ragtune.tuning.base import Progress, build_classifier
 from ragtune.tuning.data import LabelledData, load_labelled
 from ragtune.tuning.evaluate import ClassificationEvaluator
 from ragtune.tuning.registry import ModelCard, Registry, new_card
@@ -80,11 +80,15 @@ def train_classifier(
     test_size: float = 0.2,
     seed: int = 0,
     params: dict[str, Any] | None = None,
+    label_names: bool = False,
     progress: Progress | None = None,
     on_audit: Callable[[AuditReport, LabelledData], None] | None = None,
     on_method: Callable[[str, str], None] | None = None,
 ) -> TrainResult:
-    """Train, evaluate and register a classifier; blocking audit findings raise :class:`DataError`."""
+    """Train, evaluate and register a classifier; blocking audit findings raise :class:`DataError`.
+
+    ``label_names`` adds one training example per class whose text is the label's name (after the audit and the
+    test split, so it never reaches the test data)."""
     registry = Registry(models_root)
     data = load_labelled(data_path, text_col, label_col)
     if test_path is not None:
@@ -110,13 +114,15 @@ def train_classifier(
         method, reason = choose_method(train.labels)
     if on_method:
         on_method(method, reason)
-    clf = classifier_class(method)(random_state=seed, **(params or {}))
-    clf.fit(train.texts, train.labels, progress=progress)
+    clf = build_classifier(method, {"random_state": seed, **(params or {})})
+    fit_data = train.with_label_names() if label_names else train
+    clf.fit(fit_data.texts, fit_data.labels, progress=progress)
     metrics = ClassificationEvaluator(test.texts, test.labels)(clf)
     card = new_card(method, clf, data.sha256, str(data_path))
     card.metrics = {k: metrics[k] for k in ("accuracy", "macro_f1", "ece", "abstain_rate", "threshold",
                                              "examples", "primary_metric")}
-    card.notes = {"reason": reason, "calibration": clf.calibration_, "train_examples": len(train),
+    card.notes = {"reason": reason, "calibration": clf.calibration_, "train_examples": len(fit_data),
+                  "label_names": label_names,
                   "test_source": test.source}
     card = registry.register(name, clf, card)
     folder = registry.path(name, card.version)
