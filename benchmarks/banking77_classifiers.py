@@ -125,7 +125,9 @@ def main() -> None:
         intro=("banking77 test set (3,080 messages, 77 intents). Published anchors: BERT-base fine-tuned "
                "93.1–93.7 %, ModernBERT-base 94.0 %, 10-shot 85.2 % (Casanueva et al. 2020). Measured on this "
                "machine with the packaged MiniLM: frozen embeddings + logistic regression 92.95 %; 10 per class "
-               "86.3 %. Single-text latency is the median over 200 test messages, one at a time. " + machine()),
+               "86.3 %. Single-text latency is the median over 200 test messages, one at a time. `ensemble` runs "
+               "all its members on each text; '+ label names' adds one example per intent whose text is its name. "
+               "Settings come from the validation sweep below (train only). " + machine()),
     )
 
 

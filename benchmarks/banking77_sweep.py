@@ -7,7 +7,10 @@ any machine (a GPU makes the whole grid take minutes instead of hours):
     python benchmarks/banking77_sweep.py --model-dir MODEL --data DATA/banking77 --configs GRID.json \
         [--worker 0 --workers 1] --out results.jsonl
 
-``GRID.json`` is a list of settings dicts (keys: see ``DEFAULTS``). ``mode`` ``full`` trains on 80 % of train and
+``GRID.json`` is a list of settings dicts (keys: see ``DEFAULTS``); the grids behind ragtune's settings are
+``benchmarks/sweeps/banking77_grid*.json``, run with ``benchmarks/sweeps/run_on_gpu.sh`` (several workers
+sharing one GPU) on a copy of the packaged MiniLM stored in float16 (to travel light; it is loaded as float32),
+and written into docs/benchmarks.md by ``banking77_sweep_report.py``. ``mode`` ``full`` trains on 80 % of train and
 validates on the other 20 % (stratified, seed 0); ``few`` trains on 10 examples per class (the same sample as
 ``banking77_classifiers.py --shots 10``) and validates on 2,000 other training messages. The test set is never read.
 """

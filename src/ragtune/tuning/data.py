@@ -29,7 +29,7 @@ class LabelledData:
         """These examples plus one per class whose text is the label's name (``card_arrival`` -> "card arrival").
 
         Meaningful label names are a free example each; from 10 examples per class they lifted banking77
-        validation accuracy by about 0.65 points (``head``) and 0.65 (``finetune``, cosine head).
+        validation accuracy of ``finetune`` with a cosine head from 85.25 % to 85.90 % (docs/benchmarks.md).
         """
         names = sorted(set(self.labels))
         extra = [" ".join(name.replace("_", " ").replace("-", " ").split()) or name for name in names]
