@@ -33,7 +33,7 @@ DISPLAY = {"rag": "RAG", "fine-tuning": "fine-tuning", "hybrid": "hybrid"}
 TIE_BREAK_ORDER = ("rag", "fine-tuning", "hybrid")  # simplest first
 
 # Thresholds shared with ragtune's tuning: the label audit flags classes with fewer than 8 examples, and
-# `ragtune train --method auto` picks few-shot setfit below 32 per class (tuning/audit.py, tuning/train.py).
+# `ragtune train --method auto` treats fewer than 32 per class as few-shot (tuning/audit.py, tuning/train.py).
 MIN_EXAMPLES_PER_CLASS = 8
 FEW_SHOT_PER_CLASS = 32
 # Latency budgets (per request): under TIGHT_MS only a tuned classifier or extractive answers fit; from
@@ -233,7 +233,7 @@ GUIDE_TABLE: tuple[GuideRow, ...] = (
        f"too few to train and evaluate a classifier reliably (the label audit flags classes under "
        f"{MIN_EXAMPLES_PER_CLASS}); RAG does not need them"),
     _T("examples_per_class", f"{MIN_EXAMPLES_PER_CLASS}-{FEW_SHOT_PER_CLASS - 1}", M, M, M,
-       "enough for few-shot tuning (ragtune train picks setfit), not yet for a strong classifier; RAG is "
+       "enough for a few-shot classifier (ragtune train picks head), not yet for a strong classifier; RAG is "
        "helped by labels but does not need them: " + _NEUTRAL),
     _T("examples_per_class", f"{FEW_SHOT_PER_CLASS}+", M, S, S,
        "plenty for a tuned classifier (required for fine-tuning, and for the tuned side of a hybrid); RAG "
@@ -557,7 +557,7 @@ def next_steps(winner: str, answers: GuideAnswers) -> tuple[list[NextStep], str,
         notes.append("ragtune trains classifiers; to tune a generator for your format, fine-tune it elsewhere and "
                      "point `generator` in ragtune.yaml at it (OpenAI-compatible endpoint)")
     if tuned and 0 < answers.examples_per_class < FEW_SHOT_PER_CLASS:
-        notes.append(f"with {answers.examples_per_class} examples per class `ragtune train` picks few-shot setfit; "
+        notes.append(f"with {answers.examples_per_class} examples per class `ragtune train` picks the few-shot `head`; "
                      f"label {FEW_SHOT_PER_CLASS}+ per class for a stronger classifier")
     return steps, pipeline_yaml(winner, answers), notes
 
