@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -52,3 +54,31 @@ def test_unknown_runtime_is_a_config_error() -> None:
 
 def test_auto_runtime_prefers_onnx_when_installed() -> None:
     assert MiniLMEmbedder().runtime == "onnx"
+
+
+def test_cache_bypass_computes_without_touching_the_shared_cache() -> None:
+    model = MiniLMEmbedder(runtime="onnx")
+    clear_embedding_cache()
+    cached = model.embed(["where is my card"])
+    assert list(emb._CACHE) == ["where is my card"]
+    calls: list[int] = []
+    model.warm_up()
+    real = model._encode
+
+    def counting(texts: list[str], **kw: Any) -> Any:
+        calls.append(len(texts))
+        return real(texts, **kw)
+
+    model._encode = counting
+    with emb.embedding_cache_bypassed():
+        fresh = model.embed(["where is my card", "a new text"])
+        seen_elsewhere: list[np.ndarray] = []
+        worker = threading.Thread(target=lambda: seen_elsewhere.append(model.embed(["where is my card"])))
+        worker.start()
+        worker.join()
+    assert calls == [2]  # computed inside the block; the other thread was served from the cache
+    np.testing.assert_array_equal(seen_elsewhere[0], cached)
+    assert list(emb._CACHE) == ["where is my card"]  # nothing stored by the bypassed call
+    np.testing.assert_allclose(fresh[0], cached[0], atol=1e-6)
+    model.embed(["a new text"])
+    assert calls == [2, 1]  # outside the block the cache is used and filled again
