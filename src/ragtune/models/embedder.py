@@ -89,8 +89,7 @@ class MiniLMEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         if getattr(_BYPASS, "on", False):
-            self.warm_up()
-            return np.asarray(self._encode(list(texts), batch_size=self.batch_size), dtype=np.float32)
+            return self._compute(list(texts))
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         missing: dict[str, list[int]] = {}
         with _CACHE_LOCK:
@@ -102,9 +101,8 @@ class MiniLMEmbedder:
                     _CACHE.move_to_end(t)
                     out[i] = v
         if missing:
-            self.warm_up()
             todo = list(missing)
-            vecs = np.asarray(self._encode(todo, batch_size=self.batch_size), dtype=np.float32)
+            vecs = self._compute(todo)
             with _CACHE_LOCK:
                 for t, v in zip(todo, vecs, strict=True):
                     out[missing[t]] = v
@@ -112,6 +110,11 @@ class MiniLMEmbedder:
                 while len(_CACHE) > CACHE_SIZE:
                     _CACHE.popitem(last=False)
         return out
+
+    def _compute(self, texts: list[str]) -> np.ndarray:
+        """Run the model on ``texts`` (no cache)."""
+        self.warm_up()
+        return np.asarray(self._encode(texts, batch_size=self.batch_size), dtype=np.float32)
 
 
 CACHE_SIZE = 20_000
