@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,6 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from ragtune.advisor.cli import advise_guide
 from ragtune.config import GeneratorSettings, init_project, load_settings
@@ -68,7 +71,7 @@ class _RichSyncProgress:
         self.progress.update(self.task, total=total_files)
 
     def file_done(self, path: Path, status: str) -> None:
-        self.progress.update(self.task, advance=1, description=f"{status:9s} {path.name[:30]:30s}")
+        self.progress.update(self.task, advance=1, description=f"{status:9s} {escape(path.name[:30]):30s}")
 
     def chunks_embedded(self, n: int) -> None:
         self.chunks += n
@@ -91,23 +94,40 @@ def _progress() -> Progress:
     )
 
 
+EXIT_FILES_FAILED = 3  # ingest/sync/check: the command ran, but some files (or roots) failed; see the report
+
+
 def _print_report(report: SyncReport, root: Path) -> None:
     out.print(
-        f"[bold]{root}[/bold]: {report.ingested} ingested, {report.unchanged} unchanged, {report.updated} updated, "
-        f"{report.reacl} re-permissioned, {report.deleted} deleted, {len(report.failed)} failed "
+        f"[bold]{escape(str(root))}[/bold]: {report.ingested} ingested, {report.unchanged} unchanged, "
+        f"{report.updated} updated, {report.reacl} re-permissioned, {report.deleted} deleted, "
+        f"{len(report.failed)} failed, {len(report.skipped)} skipped "
         f"({report.chunks_embedded} chunks embedded in {report.seconds:.1f}s)"
     )
     for path, reason in report.failed:
-        out.print(f"  [red]failed[/red] {path}: {reason}")
+        out.print(f"  [red]failed[/red] {escape(path)}: {escape(reason)}")
+    for path in report.locked_out:
+        out.print(f"  [red]now readable by nobody[/red] until its ACL is fixed: {escape(path)}")
+    for path, reason in report.skipped[:20]:
+        out.print(f"  [dim]skipped[/dim] {escape(path)}: {escape(reason)}")
+    if len(report.skipped) > 20:
+        out.print(f"  … and {len(report.skipped) - 20} more skipped")
     if report.no_acl:
         out.print(
             f"  [yellow]{len(report.no_acl)} document(s) have no ACL and are retrievable by nobody[/yellow] "
             "(add `acl:` front matter, an _acl.yaml in the folder, or --acl):"
         )
         for path in report.no_acl[:10]:
-            out.print(f"    {path}")
+            out.print(f"    {escape(path)}")
         if len(report.no_acl) > 10:
             out.print(f"    … and {len(report.no_acl) - 10} more")
+
+
+def _exit_if_failed(reports: list[SyncReport]) -> None:
+    failed = sum(len(r.failed) for r in reports)
+    if failed:
+        err.print(f"[red]{failed} file(s) or folder(s) failed[/red] (listed above); exit status {EXIT_FILES_FAILED}")
+        raise typer.Exit(EXIT_FILES_FAILED)
 
 
 @app.command()
@@ -133,24 +153,34 @@ def ingest(
 ) -> None:
     """Ingest a folder incrementally (only new or changed files are embedded).
 
-    Deleted files are removed and changed ACLs applied, effective when the command returns. Corrupt,
-    unsupported, empty or oversized files are reported by name with the reason and skipped.
+    Deleted files are removed and changed ACLs applied, effective when the command returns. A file's ACL
+    comes from its real location: front matter `acl:`, else the nearest `_acl.yaml` at or above its folder,
+    else --acl. A path inside an ingested folder syncs that part of it. Links out of the ingested folders are
+    skipped (ingest.follow_external_links). Unsupported formats are skipped; corrupt, empty, oversized or
+    unreadable files and bad ACLs are reported by name and the command exits with status 3 (a document
+    whose ACL cannot be parsed is made readable by nobody). One ingest or sync runs per project at a time.
     """
     proj = Project.open(project)
     default_acl = parse_acl_option(acl) if acl else None
     with _progress() as bar:
         report = proj.ingest(path, default_acl, _RichSyncProgress(bar))
-    _print_report(report, path.resolve())
+    _print_report(report, Path(os.path.realpath(path)))
+    _exit_if_failed([report])
 
 
 @app.command()
 def sync(project: ProjectOpt = None) -> None:
-    """Re-sync every folder ingested before (changes, deletions and ACL changes take effect now)."""
+    """Re-sync every folder ingested before (changes, deletions and ACL changes take effect now).
+
+    A folder that has vanished is reported and its documents removed (ingest.keep_missing_roots keeps them);
+    the other folders are synced all the same. Exit status 3 when any file or folder failed.
+    """
     proj = Project.open(project)
     with _progress() as bar:
         results = proj.sync(_RichSyncProgress(bar))
     for root, report in results:
         _print_report(report, root)
+    _exit_if_failed([r for _, r in results])
 
 
 def _hit_dict(h: Hit) -> dict[str, Any]:
@@ -232,14 +262,14 @@ def ask(
     out.print(answer.text, style="bold", markup=False, highlight=False)
     out.print()
     for flag in answer.flags:
-        err.print(f"[yellow]warning:[/yellow] {flag}")
+        err.print(f"[yellow]warning:[/yellow] {escape(flag)}")
     if answer.citations:
         out.print("Sources:")
         for c in answer.citations:
             where = c.chunk.section or c.chunk.title
             page = f", page {c.chunk.page}" if c.chunk.page else ""
-            out.print(f"  [{c.number}] {c.chunk.source_path} — {where}{page}")
-            out.print(f"      “{c.snippet[:200]}”", highlight=False)
+            out.print(f"  [{c.number}] {c.chunk.source_path} — {where}{page}", markup=False, highlight=False)
+            out.print(f"      “{c.snippet[:200]}”", markup=False, highlight=False)
     out.print(_latency_table(answer.latency_ms))
 
 
@@ -262,26 +292,53 @@ def search(
     t = Table(show_header=True)
     for col in ("#", "fused", "bm25", "dense", "source", "section", "text"):
         t.add_column(col)
+    if not result.hits:
+        err.print(f"no chunk readable by {escape(principal.user)} matches; nothing to show")
     for i, h in enumerate(result.hits, start=1):
         t.add_row(
             str(i), f"{h.score:.4f}",
             "-" if h.lexical_score is None else f"{h.lexical_score:.2f}",
             "-" if h.dense_score is None else f"{h.dense_score:.3f}",
-            Path(h.chunk.source_path).name, h.chunk.section, h.chunk.text[:80].replace("\n", " "),
+            Text(Path(h.chunk.source_path).name), Text(h.chunk.section), Text(h.chunk.text[:80].replace("\n", " ")),
         )
     out.print(t)
     out.print(_latency_table(result.latency_ms))
 
 
 @app.command()
-def sources(json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
-    """List ingested documents with chunk counts, ACLs, modification time and last sync."""
-    docs = Project.open(project).sources()
+def sources(
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Only documents this user may read.")] = None,
+    groups: GroupsOpt = "",
+    remove: Annotated[Path | None, typer.Option("--remove", help="Remove the documents stored at or under this "
+                                                "path from the index (a file still under an ingested folder "
+                                                "comes back at the next sync: delete or move it, or "
+                                                "`ragtune roots remove` its folder).")] = None,
+    json_out: JsonOpt = False,
+    project: ProjectOpt = None,
+) -> None:
+    """List ingested documents with chunk counts, ACLs, modification time and last sync.
+
+    Without --user this is the admin view: every document, whoever may read it. With --user (and --groups)
+    only the documents that principal may read are listed.
+    """
+    proj = Project.open(project)
+    if remove is not None:
+        gone = proj.remove_sources(remove)
+        if not gone:
+            raise RagtuneError(f"no stored document at or under {remove}; see `ragtune sources`")
+        out.print(f"removed {len(gone)} document(s) from the index", markup=False)
+        return
+    principal = _principal(user, groups) if user is not None else None
+    docs = proj.sources(principal)
     if json_out:
         out.print_json(json.dumps([asdict(d) for d in docs]))
         return
+    if principal is None:
+        err.print("[dim]admin view: every document, whoever may read it (--user NAME lists what one user may "
+                  "read)[/dim]")
     if not docs:
-        out.print("no documents ingested yet: run `ragtune ingest PATH`")
+        out.print("no documents ingested yet: run `ragtune ingest PATH`" if principal is None
+                  else f"no document readable by {escape(principal.user)}")
         return
     t = Table(show_header=True)
     t.add_column("source", overflow="fold")
@@ -292,9 +349,79 @@ def sources(json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
         return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
 
     for d in docs:
-        acl = ", ".join(d.acl) if d.acl else "[red](none: nobody)[/red]"
-        t.add_row(d.source_path, str(d.chunks), acl, when(d.mtime), when(d.synced_at))
+        acl = Text(", ".join(d.acl)) if d.acl else Text("(none: nobody)", style="red")
+        t.add_row(Text(d.source_path), str(d.chunks), acl, when(d.mtime), when(d.synced_at))
     out.print(t)
+
+
+roots_app = typer.Typer(help="The folders (and files) ingested into the project, which `ragtune sync` re-syncs.",
+                        no_args_is_help=True)
+app.add_typer(roots_app, name="roots")
+
+
+@roots_app.command("list")
+def roots_list(json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
+    """Every ingested root with its --acl default and whether it still exists."""
+    roots = Project.open(project).roots()
+    rows: list[dict[str, Any]] = []
+    for r in roots:
+        default = roots.roots[r]
+        rows.append({"root": str(r), "acl": default.tokens() if default else [], "exists": r.exists()})
+    if json_out:
+        out.print_json(json.dumps(rows))
+        return
+    if not rows:
+        out.print("no roots yet: run `ragtune ingest PATH`")
+        return
+    t = Table(show_header=True)
+    for col in ("root", "default acl", "exists"):
+        t.add_column(col)
+    for row in rows:
+        t.add_row(Text(str(row["root"])), Text(", ".join(row["acl"]) or "(none: nobody)"),
+                  "yes" if row["exists"] else "[red]missing[/red]")
+    out.print(t)
+
+
+@roots_app.command("remove")
+def roots_remove(path: Annotated[Path, typer.Argument(help="An ingested root, as `roots list` shows it.")],
+                 project: ProjectOpt = None) -> None:
+    """Forget an ingested root and remove its documents from the index now."""
+    n = Project.open(project).remove_root(path)
+    out.print(f"removed root {path} and its {n} document(s)", markup=False, highlight=False)
+
+
+@app.command()
+def check(
+    repair: Annotated[bool, typer.Option("--repair", help="Remove what is damaged, then re-sync every root "
+                                         "(documents still on disk are re-ingested).")] = False,
+    json_out: JsonOpt = False,
+    project: ProjectOpt = None,
+) -> None:
+    """Check the index: duplicate chunk ids, documents whose chunks disagree, documents under no ingested
+    root, documents whose file is gone. Exit status 3 when something needs repair (and --repair was not given).
+    """
+    proj = Project.open(project)
+    with _progress() as bar:
+        report = proj.check(repair=repair, progress=_RichSyncProgress(bar))
+    problems = {"duplicate chunk ids": report.duplicate_chunks, "inconsistent documents": report.inconsistent,
+                "documents under no root": report.orphans, "documents whose file is gone": report.missing_files}
+    if json_out:
+        out.print_json(json.dumps({"chunks": report.chunks, "documents": report.documents, "ok": report.ok,
+                                   "repaired": repair and not report.ok,
+                                   **{k.replace(" ", "_"): v for k, v in problems.items()}}))
+    else:
+        out.print(f"{report.chunks} chunks in {report.documents} documents")
+        for label, ids in problems.items():
+            if ids:
+                out.print(f"  [red]{len(ids)} {label}[/red]")
+                for i in ids[:10]:
+                    out.print(f"    {escape(i)} {escape(report.details.get(i, ''))}")
+        if report.ok:
+            out.print("[green]index is consistent[/green]")
+        elif repair:
+            out.print(f"[green]repaired[/green]: removed {len(report.damaged)} document(s) and re-synced every root")
+    if not report.ok and not repair:
+        raise typer.Exit(EXIT_FILES_FAILED)
 
 
 models_app = typer.Typer(help="List, inspect and delete trained classifiers in the project's registry.",
@@ -352,7 +479,8 @@ def train(
     A label audit runs first (blocking problems stop it); then fit, evaluation on held-out data, and a
     report (Markdown + HTML) next to the model.
     """
-    from ragtune.tuning.train import train_classifier
+    from ragtune.tuning.data import encoding_name
+    from ragtune.tuning.train import PlainProgress, train_classifier
 
     proj = Project.open(project)
     try:
@@ -363,17 +491,23 @@ def train(
         raise ConfigError(f"--params must be a JSON object of settings, got: {params}")
 
     def show_audit(audit: Any, data: Any) -> None:
+        if data.encoding != "utf-8":
+            err.print(f"note: {Path(data.source.split('#')[0]).name} is not UTF-8; read it as "
+                      f"{encoding_name(data.encoding)}", markup=False, highlight=False)
         out.print(audit.to_markdown(data.texts, limit=5), markup=False, highlight=False)
 
     def show_method(m: str, reason: str) -> None:
         out.print(f"[bold]method: {m}[/bold] — {reason}")
 
     with _train_progress() as bar:
+        # Piped or logged (no bar): a plain line per phase and every 10 s, so a long run is never silent.
+        progress = PlainProgress(lambda line: err.print(line, markup=False, highlight=False)) if bar.disable \
+            else _RichTrainProgress(bar)
         result = train_classifier(
             proj.settings.models_dir, data, name, text_col=text_col, label_col=label_col, method=method,
             test_path=test, test_size=test_size, seed=seed, params={**settings, "threshold": threshold},
             label_names=label_names,
-            progress=_RichTrainProgress(bar), on_audit=show_audit, on_method=show_method,
+            progress=progress, on_audit=show_audit, on_method=show_method,
         )
     m = result.metrics
     out.print(
@@ -418,10 +552,10 @@ def classify(
     if json_out:
         out.print_json(json.dumps(result))
         return
-    out.print(f"[bold]{result['label']}[/bold] ({result['probability']:.3f})")
+    out.print(f"[bold]{escape(str(result['label']))}[/bold] ({result['probability']:.3f})")
     if top_k > 1:
         for alt in result["top_k"]:
-            out.print(f"  {alt['label']:30s} {alt['probability']:.3f}")
+            out.print(f"  {alt['label']:30s} {alt['probability']:.3f}", markup=False)
 
 
 @models_app.command("list")
@@ -441,7 +575,7 @@ def models_list(json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
         t.add_column(col)
     for c in cards:
         created = dt.datetime.fromtimestamp(c.created).strftime("%Y-%m-%d %H:%M")
-        t.add_row(c.name, str(c.version), c.method, str(len(c.classes)), f"{c.metrics.get('accuracy', 0):.4f}",
+        t.add_row(Text(c.name), str(c.version), c.method, str(len(c.classes)), f"{c.metrics.get('accuracy', 0):.4f}",
                   f"{c.metrics.get('macro_f1', 0):.4f}", created)
     out.print(t)
 
@@ -467,7 +601,7 @@ def models_delete(name: Annotated[str, typer.Argument(help="Model name.")],
     from ragtune.tuning.registry import Registry
 
     gone = Registry(Project.open(project).settings.models_dir).delete(name, version)
-    out.print(f"deleted {name} version(s) {', '.join(map(str, gone))}")
+    out.print(f"deleted {name} version(s) {', '.join(map(str, gone))}", markup=False)
 
 
 @app.command("run")
@@ -497,16 +631,16 @@ def run_pipeline(
         out.print_json(json.dumps(result.to_dict()))
         return
     for name, label in result.labels.items():
-        out.print(f"{name}: [bold]{label.label}[/bold] ({label.probability:.2f})", highlight=False)
+        out.print(f"{escape(name)}: [bold]{escape(label.label)}[/bold] ({label.probability:.2f})", highlight=False)
     if result.route is not None:
-        out.print(f"route: [bold]{result.route}[/bold]", highlight=False)
+        out.print(f"route: [bold]{escape(result.route)}[/bold]", highlight=False)
     if result.answer is not None:
         out.print()
         out.print(result.answer.text, style="bold", markup=False, highlight=False)
         for c in result.answer.citations:
             out.print(f"  [{c.number}] {c.chunk.source_path} — {c.chunk.section or c.chunk.title}", markup=False)
         for flag in result.answer.flags:
-            err.print(f"[yellow]warning:[/yellow] {flag}")
+            err.print(f"[yellow]warning:[/yellow] {escape(flag)}")
     if result.groundedness is not None:
         out.print(f"groundedness: {result.groundedness:.2f}"
                   + (f" (unsupported: {len(result.unsupported_sentences)} sentence(s))"
@@ -523,7 +657,12 @@ def main() -> None:
     try:
         app()
     except RagtuneError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        from rich.markup import escape
+
+        from ragtune.security.redact import redact
+
+        # Redact: a message may quote a URL or a server's reply; escape: it may quote a path or a document.
+        err.print(f"[red]error:[/red] {escape(redact(str(exc)))}", highlight=False)
         sys.exit(1)
 
 

@@ -6,16 +6,26 @@ Secrets never live in ``ragtune.yaml``.
 
 from __future__ import annotations
 
+import json
+import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from ragtune.errors import ConfigError
 
 CONFIG_NAME = "ragtune.yaml"
+ENV_PREFIX = "RAGTUNE_"
+PROJECT_DIR_ENV = "RAGTUNE_PROJECT_DIR"
+# Query parameters that carry credentials (``?api_key=``, ``?access_token=``, ``?sig=`` ...).
+_SECRET_PARAM = re.compile(r"(?i)key|token|secret|passw|pwd|auth|credential|signature|^sig$")
 
 
 class _Section(BaseModel):
@@ -35,6 +45,12 @@ class IngestSettings(_Section):
     """Limits on what ingestion accepts."""
 
     max_file_mb: float = Field(20.0, gt=0)
+    # A link whose target is outside every ingested root is skipped unless this is set; then the target
+    # gets the narrower of the ACL where the link sits and any ACL declared where it really lives.
+    follow_external_links: bool = False
+    # A root that has vanished (deleted, moved, unmounted) loses its documents at the next sync, unless
+    # this is set; then they stay searchable and every sync says so.
+    keep_missing_roots: bool = False
 
 
 class ChunkingSettings(_Section):
@@ -42,6 +58,13 @@ class ChunkingSettings(_Section):
 
     max_tokens: int = Field(256, ge=16, le=2048)
     overlap_tokens: int = Field(32, ge=0, le=512)
+
+    @model_validator(mode="after")
+    def _overlap_below_budget(self) -> ChunkingSettings:
+        if self.overlap_tokens >= self.max_tokens:
+            raise ValueError(f"overlap_tokens ({self.overlap_tokens}) must be smaller than max_tokens "
+                             f"({self.max_tokens})")
+        return self
 
 
 class RetrievalSettings(_Section):
@@ -53,6 +76,9 @@ class RetrievalSettings(_Section):
     rrf_k: int = Field(20, ge=1)
     lexical_weight: float = Field(1.0, ge=0)
     dense_weight: float = Field(1.0, ge=0)
+    # BM25 statistics over the principal's readable chunks only (closes the side channel of index-wide IDF);
+    # costs one index build per principal and store version, and hides raw BM25 scores.
+    lexical_isolation: bool = False
 
 
 class AnswerSettings(_Section):
@@ -84,6 +110,28 @@ class GeneratorSettings(_Section):
                              "`llm_api_key: ...` in ~/.config/ragtune/secrets.yaml")
         return data
 
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials_in_url(cls, value: str) -> str:
+        # Never echo the URL in these messages: the point is that it may hold a secret.
+        if not value:
+            return value
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a malformed port
+        except ValueError:
+            raise ValueError("not a valid URL; expected e.g. https://api.openai.com/v1") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http:// or https:// address such as https://api.openai.com/v1")
+        where = ("put the key in the variable named by generator.api_key_env (default RAGTUNE_LLM_API_KEY) "
+                 "or `llm_api_key: ...` in ~/.config/ragtune/secrets.yaml")
+        if "@" in parts.netloc:
+            raise ValueError(f"never put credentials (a user:password@ part) in the URL: {where}")
+        names = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True) if _SECRET_PARAM.search(name)]
+        if names:
+            raise ValueError(f"never put a secret in the URL's query string (parameter {names[0]!r}): {where}")
+        return value
+
 
 class Settings(BaseSettings):
     """All settings of one ragtune project."""
@@ -110,7 +158,9 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The environment wins over the file, so a deployment can override one key without editing it.
-        return (env_settings, init_settings)
+        # The project folder is chosen by load_settings (flag, else RAGTUNE_PROJECT_DIR, else search), so the
+        # variable can never silently replace an explicit --project.
+        return (_EnvWithout(env_settings, {"project_dir"}), init_settings)
 
     @property
     def index_dir(self) -> Path:
@@ -125,6 +175,21 @@ class Settings(BaseSettings):
         return p if p.is_absolute() else self.project_dir / p
 
 
+class _EnvWithout(PydanticBaseSettingsSource):
+    """An environment source with some fields left out."""
+
+    def __init__(self, inner: PydanticBaseSettingsSource, fields: set[str]) -> None:
+        super().__init__(inner.settings_cls)
+        self._inner = inner
+        self._fields = fields
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._inner.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._inner().items() if k not in self._fields}
+
+
 def find_project(start: Path | None = None) -> Path:
     """The nearest folder at or above ``start`` (default: the current folder) holding ``ragtune.yaml``."""
     here = (start or Path.cwd()).resolve()
@@ -136,14 +201,134 @@ def find_project(start: Path | None = None) -> Path:
     )
 
 
-def load_settings(project: Path | None = None) -> Settings:
-    """Load the settings of the project at ``project`` (or found from the current folder)."""
+def _env_name(name: str) -> str | None:
+    """The environment variable named ``name``, matched without regard to case as pydantic-settings does."""
+    if name in os.environ:
+        return name
+    return next((k for k in os.environ if k.lower() == name.lower()), None)
+
+
+def _origin(loc: Sequence[int | str], path: Path) -> str:
+    """Where the setting at ``loc`` came from: an environment variable, else the settings file."""
+    keys = [str(k) for k in loc]
+    for i in range(len(keys), 0, -1):
+        var = _env_name(ENV_PREFIX + "__".join(keys[:i]).upper())
+        if var is None:
+            continue
+        if i == len(keys):
+            return f"environment variable {var}"
+        try:  # a section given as JSON, e.g. RAGTUNE_RETRIEVAL='{"top_k": 0}'
+            node: Any = json.loads(os.environ[var])
+        except ValueError:
+            continue
+        for key in keys[i:]:
+            if not (isinstance(node, dict) and key in node):
+                break
+            node = node[key]
+        else:
+            return f"environment variable {var} (key '{'.'.join(keys[i:])}')"
+    where = f"{path}: setting '{'.'.join(keys)}'" if keys else str(path)
+    prefix = (ENV_PREFIX + "__".join(keys) + "__").lower()
+    deeper = sorted(k for k in os.environ if keys and k.lower().startswith(prefix))
+    if deeper:
+        where += f" (with environment variable{'s' if len(deeper) > 1 else ''} {', '.join(deeper)})"
+    return where
+
+
+def _bad_json_variable(exc: SettingsError) -> str:
+    """The ``RAGTUNE_<SECTION>`` variable whose value is not valid JSON."""
+    for name, field in Settings.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            var = _env_name(ENV_PREFIX + name.upper())
+            if var is not None:
+                try:
+                    json.loads(os.environ[var])
+                except ValueError:
+                    return var
+    found = re.search(r'field "(\w+)"', str(exc))
+    return (_env_name(ENV_PREFIX + found.group(1).upper()) or ENV_PREFIX + found.group(1).upper()) if found \
+        else f"a {ENV_PREFIX}* variable"
+
+
+def _uncreatable(folder: Path) -> str | None:
+    """Why ``folder`` cannot be created (None when it exists as a folder or could be made); creates nothing."""
+    try:
+        if folder.exists():
+            return None if folder.is_dir() else f"{folder} exists and is not a folder"
+        ancestor = folder.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            return f"{ancestor} is not a folder"
+    except OSError as exc:
+        return f"{folder} cannot be inspected ({exc.strerror or exc})"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"{ancestor} is not writable"
+    if hasattr(os, "statvfs"):
+        try:
+            if os.statvfs(ancestor).f_flag & getattr(os, "ST_RDONLY", 1):
+                return f"{ancestor} is on a read-only file system"
+        except OSError:
+            pass
+    fstype = _filesystem_type(ancestor)
+    if fstype in _PSEUDO_FILESYSTEMS:
+        return f"{ancestor} is on the {fstype} pseudo file system, which cannot hold files"
+    return None
+
+
+# Kernel file systems where no ordinary folder can be made, even by root (who passes every access check).
+_PSEUDO_FILESYSTEMS = frozenset({"proc", "sysfs", "devpts", "cgroup", "cgroup2", "securityfs", "debugfs", "tracefs",
+                                 "pstore", "bpf", "configfs", "fusectl", "mqueue", "binfmt_misc", "efivarfs"})
+
+
+def _filesystem_type(folder: Path) -> str | None:
+    """The type of the file system mounted nearest above ``folder`` (Linux only; None elsewhere)."""
+    try:
+        lines = Path("/proc/self/mounts").read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    target = str(folder.resolve())
+    best, best_type = "", None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, best_type = point, fields[2]
+    return best_type
+
+
+def _choose_project(project: Path | None) -> Path:
+    """The project folder: ``project`` if given, else ``$RAGTUNE_PROJECT_DIR``, else found from the current folder.
+
+    When both the argument and the variable are given they must name the same folder.
+    """
+    var = _env_name(PROJECT_DIR_ENV)
+    raw = os.environ.get(var, "") if var else ""
+    from_env = Path(raw).expanduser().resolve() if raw.strip() else None
     if project is not None:
-        project = project.resolve()
+        project = project.expanduser().resolve()
+        if from_env is not None and from_env != project:
+            shown = raw if Path(raw).expanduser() == from_env else f"{raw} ({from_env})"
+            raise ConfigError(f"the project folder {project} (--project) and {var}={shown} differ: "
+                              f"unset {var} or drop --project, so only one of them chooses the project")
         if not (project / CONFIG_NAME).is_file():
             raise ConfigError(f"{project} is not a ragtune project (no {CONFIG_NAME}): run `ragtune init {project}`")
-    else:
-        project = find_project()
+        return project
+    if from_env is not None:
+        if not (from_env / CONFIG_NAME).is_file():
+            raise ConfigError(f"{var}={raw} names {from_env}, which is not a ragtune project (no {CONFIG_NAME}): "
+                              f"run `ragtune init {from_env}` or unset {var}")
+        return from_env
+    return find_project()
+
+
+def load_settings(project: Path | None = None) -> Settings:
+    """Load the settings of the project at ``project`` (else ``$RAGTUNE_PROJECT_DIR``, else found from here)."""
+    project = _choose_project(project)
     path = project / CONFIG_NAME
     try:
         raw: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -153,11 +338,22 @@ def load_settings(project: Path | None = None) -> Settings:
         raise ConfigError(f"{path} must be a mapping of settings, not {type(raw).__name__}")
     raw["project_dir"] = project
     try:
-        return Settings(**raw)
+        settings = Settings(**raw)
+    except SettingsError as exc:
+        var = _bad_json_variable(exc)
+        raise ConfigError(f"environment variable {var} is not valid JSON: fix or unset it, or set one key at a time "
+                          f"as {var}__KEY=VALUE") from None
     except ValidationError as exc:
+        # `from None`: the chained error would repeat the input, which may be a secret (e.g. a URL with a key).
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path}: setting '{where}': {first['msg']}") from exc
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{_origin(first['loc'], path)}: {message}") from None
+    for key, folder in (("store_path", settings.index_dir), ("models_path", settings.models_dir)):
+        reason = _uncreatable(folder)
+        if reason is not None:
+            raise ConfigError(f"{_origin((key,), path)}: cannot create {folder}: {reason}; "
+                              f"point {key} at a writable folder")
+    return settings
 
 
 CONFIG_TEMPLATE = """\
@@ -177,6 +373,8 @@ embedder:
 
 ingest:
   max_file_mb: 20      # larger files are reported and skipped
+  follow_external_links: false  # links to files outside the ingested folders are skipped (true: follow them)
+  keep_missing_roots: false     # a deleted or moved folder's documents are removed at the next sync
 
 chunking:
   max_tokens: 256      # token budget per chunk; with the title > section line it also fits the embedder's 256
@@ -196,6 +394,7 @@ retrieval:
   rrf_k: 20            # reciprocal rank fusion constant (20 was best on SciFact train queries)
   lexical_weight: 1.0
   dense_weight: 1.0
+  # lexical_isolation: true  # BM25 statistics over each user's readable chunks only (hides hidden-term IDF)
 
 answer:
   min_relevance: 0.35  # abstain when no accessible chunk is at least this similar (cosine) to the question

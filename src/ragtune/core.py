@@ -48,6 +48,18 @@ class Acl:
             out.append(PUBLIC_TOKEN)
         return sorted(out)
 
+    def intersect(self, other: Acl) -> Acl:
+        """Who may read under both ACLs, conservatively: a document reached two ways gets the narrowest.
+
+        ``public`` is neutral; otherwise only users and groups named in both remain (so ``group:a`` and
+        ``group:b`` intersect to nobody, even though a member of both could read under each).
+        """
+        if self.public:
+            return other
+        if other.public:
+            return self
+        return Acl(users=self.users & other.users, groups=self.groups & other.groups)
+
     @classmethod
     def from_tokens(cls, tokens: list[str]) -> Acl:
         """Inverse of :meth:`tokens`."""

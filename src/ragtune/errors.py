@@ -13,6 +13,10 @@ class ParseError(RagtuneError):
     """A source file could not be read or parsed."""
 
 
+class FrontMatterError(ParseError):
+    """A document's front matter (which may hold its ACL) cannot be read: the document is readable by nobody."""
+
+
 class UnsupportedFormatError(ParseError):
     """A source file has an extension ragtune cannot parse."""
 
@@ -31,3 +35,7 @@ class DataError(RagtuneError):
 
 class ModelNotFoundError(RagtuneError):
     """A named model (or version) is not in the registry."""
+
+
+class LockedError(RagtuneError):
+    """Another process is writing to the project's index."""

@@ -9,6 +9,7 @@ This is the Python entry point the CLI (and later the server) drives::
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -20,7 +21,10 @@ from ragtune.answer.generative import GenerativeAnswerer
 from ragtune.config import Settings, load_settings
 from ragtune.core import Acl, Answer, Principal
 from ragtune.errors import EmptyCorpusError, RagtuneError
-from ragtune.ingest.sync import Syncer, SyncProgress, SyncReport, load_roots, record_sync, remember_root
+from ragtune.ingest.check import CheckReport, check_index
+from ragtune.ingest.lock import write_lock
+from ragtune.ingest.roots import RootSet, load_roots, save_roots, source_prefix_matches
+from ragtune.ingest.sync import Syncer, SyncProgress, SyncReport, record_sync
 from ragtune.models.embedder import Embedder, make_embedder
 from ragtune.models.generator import make_generator
 from ragtune.retrieval.hybrid import HybridRetriever, Retrieval
@@ -57,6 +61,7 @@ class Project:
         return HybridRetriever(
             self.store, self.embedder, top_k=r.top_k, lexical_k=r.lexical_k, dense_k=r.dense_k,
             rrf_k=r.rrf_k, lexical_weight=r.lexical_weight, dense_weight=r.dense_weight,
+            lexical_isolation=r.lexical_isolation,
         )
 
     @cached_property
@@ -73,34 +78,111 @@ class Project:
         )
 
     def _syncer(self) -> Syncer:
-        c = self.settings.chunking
+        c, i = self.settings.chunking, self.settings.ingest
         return Syncer(
             self.store, self.embedder, max_tokens=c.max_tokens, overlap_tokens=c.overlap_tokens,
-            max_file_mb=self.settings.ingest.max_file_mb,
+            max_file_mb=i.max_file_mb, follow_external_links=i.follow_external_links,
         )
 
+    def roots(self) -> RootSet:
+        """The folders (and files) ingested so far, with their ``--acl`` defaults."""
+        return load_roots(self.settings.index_dir)
+
     def ingest(self, path: Path, acl: Acl | None = None, progress: SyncProgress | None = None) -> SyncReport:
-        """Sync one folder (or file) into the index; ``acl`` applies to files with no ACL of their own."""
-        path = path.resolve()
-        if not path.exists():
+        """Sync one folder (or file) into the index; ``acl`` applies to files with no ACL of their own.
+
+        A path inside an ingested root syncs that part of the root (with the root's default ACL); a folder
+        holding ingested roots absorbs them. Either way each file has one root and one default.
+        """
+        real = Path(os.path.realpath(path))
+        if not real.exists():
             raise RagtuneError(f"{path} does not exist; pass a folder or file to ingest")
-        report = self._syncer().sync(path, acl, progress, exclude=(self.settings.index_dir,))
-        remember_root(self.settings.index_dir, path, acl)
-        record_sync(self.settings.index_dir, path, report)
+        index_dir = self.settings.index_dir
+        with write_lock(index_dir, f"ingest {real}"):
+            roots = load_roots(index_dir)
+            _place_root(roots, real, acl)
+            save_roots(index_dir, roots)  # before the first batch, so a killed first ingest can be resumed
+            report = self._syncer().sync(real, progress=progress, exclude=(index_dir,), roots=roots)
+            record_sync(index_dir, real, report)
         return report
 
     def sync(self, progress: SyncProgress | None = None) -> list[tuple[Path, SyncReport]]:
-        """Re-sync every folder ingested before, with the ``--acl`` it was ingested with."""
-        roots = load_roots(self.settings.index_dir)
-        if not roots:
-            raise EmptyCorpusError("nothing ingested yet: run `ragtune ingest PATH` first")
-        out = []
-        for root, tokens in roots.items():
-            acl = Acl.from_tokens(tokens) if tokens else None
-            report = self._syncer().sync(Path(root), acl, progress, exclude=(self.settings.index_dir,))
-            record_sync(self.settings.index_dir, Path(root), report)
-            out.append((Path(root), report))
+        """Re-sync every root. A missing root is reported and, unless ``ingest.keep_missing_roots``, loses its
+        documents; the other roots are synced all the same. Documents under no root are removed."""
+        index_dir = self.settings.index_dir
+        with write_lock(index_dir, "sync"):
+            roots = load_roots(index_dir)
+            if not roots and self.store.count() == 0:
+                raise EmptyCorpusError("nothing ingested yet: run `ragtune ingest PATH` first")
+            out = []
+            syncer = self._syncer()
+            for root in roots:
+                if not root.exists():
+                    report = self._missing_root(root)
+                else:
+                    report = syncer.sync(root, progress=progress, exclude=(index_dir,), roots=roots)
+                record_sync(index_dir, root, report)
+                out.append((root, report))
+            orphans = [d.doc_id for d in self.store.documents()
+                       if not any(source_prefix_matches(d.source_path, r) for r in roots)]
+            if orphans:
+                self.store.delete_documents(orphans)
+                report = SyncReport(deleted=len(orphans))
+                out.append((Path("(documents under no ingested root)"), report))
         return out
+
+    def _missing_root(self, root: Path) -> SyncReport:
+        docs = [d.doc_id for d in self.store.documents() if source_prefix_matches(d.source_path, root)]
+        report = SyncReport()
+        if self.settings.ingest.keep_missing_roots:
+            report.failed.append((str(root), f"{root} is missing; its {len(docs)} document(s) are kept and still "
+                                  "searchable (ingest.keep_missing_roots); `ragtune roots remove` drops them"))
+            return report
+        if docs:
+            self.store.delete_documents(docs)
+        report.deleted = len(docs)
+        report.failed.append((str(root), f"{root} is missing: its {len(docs)} document(s) were removed; it is "
+                              "synced again if it comes back (`ragtune roots remove` forgets it)"))
+        return report
+
+    def remove_root(self, path: Path) -> int:
+        """Forget an ingested root and remove its documents; returns how many were removed."""
+        index_dir = self.settings.index_dir
+        with write_lock(index_dir, "roots remove"):
+            roots = load_roots(index_dir)
+            real = Path(os.path.realpath(path))
+            root = real if real in roots else Path(os.path.abspath(path))
+            if root not in roots:
+                listed = ", ".join(map(str, roots)) or "none"
+                raise RagtuneError(f"{path} is not an ingested root (roots: {listed}); see `ragtune roots list`")
+            docs = [d.doc_id for d in self.store.documents() if source_prefix_matches(d.source_path, root)]
+            self.store.delete_documents(docs)
+            del roots.roots[root]
+            save_roots(index_dir, roots)
+        return len(docs)
+
+    def remove_sources(self, path: Path) -> list[DocRecord]:
+        """Remove the documents stored at or under ``path`` (as listed by ``sources``); returns them."""
+        with write_lock(self.settings.index_dir, "sources --remove"):
+            target = Path(os.path.abspath(path))
+            real = Path(os.path.realpath(path))
+            docs = [d for d in self.store.documents()
+                    if source_prefix_matches(d.source_path, target) or source_prefix_matches(d.source_path, real)]
+            self.store.delete_documents([d.doc_id for d in docs])
+        return docs
+
+    def check(self, repair: bool = False, progress: SyncProgress | None = None) -> CheckReport:
+        """Find duplicate chunk ids, inconsistent or orphan documents and documents whose files are gone;
+        with ``repair``, remove them and re-sync every root (which re-ingests those still on disk)."""
+        keep = self.settings.ingest.keep_missing_roots
+        report = check_index(self.store, self.roots(), keep)
+        if repair and not report.ok:
+            with write_lock(self.settings.index_dir, "check --repair"):
+                report = check_index(self.store, self.roots(), keep)
+                self.store.delete_documents(report.damaged)
+            if self.roots():
+                self.sync(progress)
+        return report
 
     def _require_corpus(self) -> None:
         if self.store.count() == 0:
@@ -135,6 +217,36 @@ class Project:
         latency = {**retrieval.latency_ms, **answer.latency_ms, "total": (time.perf_counter() - t0) * 1000}
         return replace(answer, latency_ms=latency)
 
-    def sources(self) -> list[DocRecord]:
-        """Every ingested document with its chunk count, ACL, modification and sync times."""
-        return self.store.documents()
+    def sources(self, principal: Principal | None = None) -> list[DocRecord]:
+        """Ingested documents with chunk count, ACL, modification and sync times: every one (the admin
+        view) or, with ``principal``, only those it may read."""
+        docs = self.store.documents()
+        return docs if principal is None else [d for d in docs if principal.can_read(d.acl)]
+
+
+def _place_root(roots: RootSet, real: Path, acl: Acl | None) -> None:
+    """Record ``real`` as a root, or check it fits the root it lies in; refuse two defaults for one file."""
+    def shown(a: Acl | None) -> str:
+        return f"--acl {','.join(a.tokens())}" if a else "no --acl"
+
+    enclosing = roots.containing(real)
+    if enclosing == real:  # the root itself: an explicit --acl changes its default, none keeps it
+        if acl is not None:
+            roots.roots[real] = acl
+        return
+    if enclosing is not None:
+        current = roots.roots[enclosing]
+        if acl is not None and acl != current:
+            raise RagtuneError(
+                f"{real} is inside {enclosing}, ingested with {shown(current)}: its files without an ACL of their "
+                f"own get that. Give this folder an _acl.yaml instead, or re-ingest {enclosing} with the new --acl"
+            )
+        return
+    for nested in roots.inside(real):
+        if roots.roots[nested] != acl:
+            raise RagtuneError(
+                f"{nested} was ingested with {shown(roots.roots[nested])} and lies inside {real} ({shown(acl)}): "
+                f"pass the same --acl, or give {nested} an _acl.yaml and run `ragtune roots remove {nested}` first"
+            )
+        del roots.roots[nested]
+    roots.roots[real] = acl

@@ -31,7 +31,7 @@ def project(tmp_path: Path, corpus: Path) -> Path:
     assert result.exit_code == 0 and (proj / "ragtune.yaml").is_file()
     (corpus / "broken.pdf").write_bytes(b"%PDF-1.7 garbage")
     result = runner.invoke(app, ["ingest", str(corpus), "--project", str(proj)])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # a failed file: the command says so in its exit status
     assert "5 ingested" in result.output and "1 failed" in result.output and "broken.pdf" in result.output
     assert "1 document(s) have no ACL" in result.output and "orphan.txt" in result.output
     return proj
@@ -74,7 +74,9 @@ def test_sources_and_sync(project: Path, corpus: Path) -> None:
     (corpus / "handbook.md").unlink()
     write(corpus / "new.md", "---\nacl: public\n---\n# Parking\n\nParking is free for staff on weekends.\n")
     result = runner.invoke(app, ["sync", "-p", str(project)])
-    assert result.exit_code == 0 and "1 ingested" in result.output and "1 deleted" in result.output
+    assert result.exit_code == 3 and "1 ingested" in result.output and "1 deleted" in result.output  # broken.pdf
+    (corpus / "broken.pdf").unlink()
+    assert runner.invoke(app, ["sync", "-p", str(project)]).exit_code == 0
     got = run("ask", "Is parking free on weekends?", "-u", "bob", "--json", "-p", str(project))
     assert isinstance(got, dict) and got["citations"][0]["path"].endswith("new.md")
 

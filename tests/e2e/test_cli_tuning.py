@@ -76,3 +76,41 @@ def test_train_takes_method_settings_and_label_names(tmp_path: Path) -> None:
                          ('{"epochs": 3}', "head has no setting 'epochs'")):
         result = runner.invoke(app, [*train, "--method", "head", "--params", bad])
         assert result.exit_code != 0 and message in result.output + str(result.exception), bad
+
+
+def test_train_reads_latin1_and_reports_progress_when_piped(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    ok("init", str(proj))
+    rows = [(f"un café crème numéro {i}", "drink") for i in range(6)] + \
+           [(f"el señor pidió la cuenta número {i}", "bill") for i in range(6)]
+    data = tmp_path / "latin.csv"
+    data.write_bytes(("text,label\n" + "".join(f"{t},{lab}\n" for t, lab in rows)).encode("latin-1"))
+    result = runner.invoke(app, ["train", str(data), "--name", "fr", "--method", "head", "-p", str(proj)],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "note: latin.csv is not UTF-8; read it as Windows-1252" in result.stderr
+    # Not a terminal: plain progress lines on stderr instead of a silent run.
+    assert "load latin.csv: 12 rows, 1/1 MB (done)" in result.stderr and "audit: 0/1" in result.stderr
+    assert "registered fr v1" in result.stdout
+
+
+def test_train_checks_name_method_and_classes_before_any_work(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    ok("init", str(proj))
+    train = ["train", str(DATA / "train.csv"), "--label-col", "category", "-p", str(proj)]
+    for args, message in (
+        (["--name", "../x"], "invalid model name '../x'"),
+        (["--name", "bad name"], "invalid model name"),
+        (["--name", ""], "invalid model name"),
+        (["--name", "m", "--method", "setfitt"], "unknown method 'setfitt'"),
+        (["--name", "m", "--params", '{"bogus": 1}'], "'bogus'"),
+    ):
+        result = runner.invoke(app, [*train, *args])
+        assert result.exit_code != 0 and message in str(result.exception), args
+        assert "Label audit" not in result.output and "load " not in result.output, args  # failed before loading
+    singletons = tmp_path / "singletons.csv"
+    singletons.write_text("text,label\n" + "".join(f"example {i},class_{i:02d}\n" for i in range(50)))
+    result = runner.invoke(app, ["train", str(singletons), "--name", "m", "-p", str(proj)])
+    assert result.exit_code != 0
+    assert "each class needs at least 2 examples" in str(result.exception)
+    assert "class_00, class_01" in str(result.exception) and "Label audit" not in result.output

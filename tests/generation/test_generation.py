@@ -141,6 +141,7 @@ def test_api_key_comes_from_the_environment_or_the_secrets_file(tmp_path: Path,
     monkeypatch.delenv("RAGTUNE_LLM_API_KEY", raising=False)
     assert resolve_api_key(secrets_file=secrets) is None
     write(secrets, "llm_api_key: from-file\n")
+    secrets.chmod(0o600)  # a secrets file readable by others is refused
     assert resolve_api_key(secrets_file=secrets) == "from-file"
     monkeypatch.setenv("RAGTUNE_LLM_API_KEY", "from-env")
     assert resolve_api_key(secrets_file=secrets) == "from-env"

@@ -12,6 +12,7 @@ from ragtune.core import Acl, Principal
 from ragtune.errors import AclError
 from ragtune.ingest.acl import ACL_FILE, AclResolver, parse_acl, parse_acl_option
 from ragtune.ingest.parsers import read_front_matter
+from ragtune.ingest.roots import RootSet
 
 LEGAL = Acl(groups=frozenset({"legal"}))
 STAFF = Acl(groups=frozenset({"staff"}))
@@ -140,8 +141,12 @@ def tree(tmp_path: Path) -> Path:
     return root
 
 
+def resolver(root: Path, default: Acl | None = None) -> AclResolver:
+    return AclResolver(RootSet({root.resolve(): default}))
+
+
 def test_nearest_acl_file_wins_and_is_inherited_by_sub_folders(tree: Path) -> None:
-    r = AclResolver(tree, default=ANN)
+    r = resolver(tree, default=ANN)
     assert r.resolve(tree / "top.md", None) == STAFF
     assert r.resolve(tree / "misc" / "deeper" / "a.txt", {}) == STAFF
     assert r.resolve(tree / "legal" / "nda.md", None) == LEGAL
@@ -150,7 +155,7 @@ def test_nearest_acl_file_wins_and_is_inherited_by_sub_folders(tree: Path) -> No
 
 
 def test_front_matter_acl_wins_over_folder_and_default(tree: Path) -> None:
-    r = AclResolver(tree, default=ANN)
+    r = resolver(tree, default=ANN)
     path = tree / "legal" / "shared.md"
     assert r.resolve(path, {"acl": "public"}) == Acl(public=True)
     assert r.resolve(path, {"acl": {"users": ["bob"]}}) == Acl(users=frozenset({"bob"}))
@@ -162,14 +167,14 @@ def test_front_matter_acl_wins_over_folder_and_default(tree: Path) -> None:
 
 def test_front_matter_from_a_real_markdown_file(tree: Path) -> None:
     path = put(tree / "legal" / "memo.md", "---\ntitle: Memo\nacl:\n  users: [carol]\n  groups: [hr]\n---\n# Memo\n")
-    acl = AclResolver(tree).resolve(path, read_front_matter(path.read_bytes(), path))
+    acl = resolver(tree).resolve(path, read_front_matter(path.read_bytes(), path))
     assert acl.tokens() == ["group:hr", "user:carol"]
 
 
 def test_default_applies_only_where_no_acl_file_covers(tmp_path: Path) -> None:
     root = tmp_path / "plain"
     put(root / "sub" / ACL_FILE, "users: [dave]\n")
-    r = AclResolver(root, default=ANN)
+    r = resolver(root, default=ANN)
     assert r.resolve(root / "a.md", None) == ANN
     assert r.resolve(root / "other" / "b.md", None) == ANN
     assert r.resolve(root / "sub" / "c.md", None) == Acl(users=frozenset({"dave"}))
@@ -178,44 +183,55 @@ def test_default_applies_only_where_no_acl_file_covers(tmp_path: Path) -> None:
 def test_no_acl_anywhere_and_no_default_fails_closed(tmp_path: Path) -> None:
     root = tmp_path / "bare"
     root.mkdir()
-    acl = AclResolver(root).resolve(root / "x" / "a.md", None)
+    acl = resolver(root).resolve(root / "x" / "a.md", None)
     assert acl.is_empty
     assert not Principal("ann", frozenset({"staff"})).can_read(acl.tokens())
 
 
-def test_acl_files_above_the_root_are_ignored(tmp_path: Path) -> None:
-    put(tmp_path / ACL_FILE, "acl: public\n")
-    root = tmp_path / "corpus"
-    root.mkdir()
-    r = AclResolver(root)
-    assert r.resolve(root / "a.md", None).is_empty
-    assert r.resolve(root / "deep" / "b.md", None).is_empty
-
-
-def test_relative_paths_resolve_like_absolute_ones(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tree.parent)
-    r = AclResolver(Path("docs"))
-    assert r.resolve(Path("docs/legal/a.md"), None) == LEGAL
-    assert r.resolve(tree / "legal" / "a.md", None) == LEGAL
+def test_acl_files_above_the_root_are_honoured(tmp_path: Path) -> None:
+    # Ingesting a sub-folder (or one file) must not drop the ACL the folders above it declare (issue 10 #2).
+    put(tmp_path / "hr" / ACL_FILE, "groups: [hr]\n")
+    root = tmp_path / "hr" / "payroll"
+    root.mkdir(parents=True)
+    r = resolver(root, default=Acl(public=True))
+    assert r.resolve(root / "a.md", None) == Acl(groups=frozenset({"hr"}))
+    assert r.resolve(root / "deep" / "b.md", None) == Acl(groups=frozenset({"hr"}))
 
 
 @pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symlinks")
-def test_symlinked_sub_folder_inherits_from_where_it_sits(tree: Path, tmp_path: Path) -> None:
+def test_external_target_gets_the_narrowest_of_link_and_target_acls(tree: Path, tmp_path: Path) -> None:
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     (tree / "legal" / "linked").symlink_to(outside, target_is_directory=True)
-    r = AclResolver(tree, default=Acl(public=True))
-    # Through the link the file lives under legal/: it must not fall back to the (public) default.
-    assert r.resolve(tree / "legal" / "linked" / "a.md", None) == LEGAL
+    r = resolver(tree, default=Acl(public=True))
+    link, real = tree / "legal" / "linked" / "a.md", outside / "a.md"
+    # Through the link the file sits under legal/: it must not fall back to the (public) default.
+    assert r.resolve_external(link, real, None, tree.resolve()) == LEGAL
+    put(outside / ACL_FILE, "groups: [legal, board]\n")
+    assert resolver(tree).resolve_external(link, real, None, tree.resolve()) == LEGAL
+    put(outside / ACL_FILE, "groups: [board]\n")
+    assert resolver(tree).resolve_external(link, real, None, tree.resolve()).is_empty
 
 
-@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symlinks")
-def test_files_reached_through_a_link_to_the_root_still_inherit(tree: Path, tmp_path: Path) -> None:
-    alias = tmp_path / "alias"
-    alias.symlink_to(tree, target_is_directory=True)
-    assert AclResolver(tree).resolve(alias / "legal" / "sub" / "a.md", None) == LEGAL
-    assert AclResolver(alias).resolve(tree / "legal" / "a.md", None) == LEGAL
-    assert AclResolver(alias).resolve(alias / "open" / "a.md", None) == Acl(public=True)
+@pytest.mark.parametrize("name", ["_acl.yml", "_ACL.yaml", "acl.yaml", "_Acl.yml"])
+def test_near_miss_acl_file_names_are_refused(tmp_path: Path, name: str) -> None:
+    root = tmp_path / "r"
+    put(root / "team" / name, "groups: [team]\n")
+    with pytest.raises(AclError, match="must be named _acl.yaml exactly"):
+        resolver(root, default=Acl(public=True)).resolve(root / "team" / "a.md", None)
+
+
+@pytest.mark.parametrize("key", ["ACL", "acls", "Acl", "access"])
+def test_near_miss_front_matter_keys_are_refused(tree: Path, key: str) -> None:
+    with pytest.raises(AclError, match=f"front matter key '{key}' is not read"):
+        resolver(tree).resolve(tree / "memo.md", {key: "public"})
+
+
+def test_intersection_is_the_narrowest() -> None:
+    hr, legal = Acl(groups=frozenset({"hr"})), Acl(groups=frozenset({"legal", "hr"}))
+    assert Acl(public=True).intersect(hr) == hr
+    assert legal.intersect(hr) == hr
+    assert hr.intersect(Acl(users=frozenset({"bob"}))).is_empty
 
 
 @pytest.mark.parametrize(
@@ -232,7 +248,7 @@ def test_bad_acl_file_raises_naming_the_file(tmp_path: Path, content: str, messa
     root = tmp_path / "r"
     acl_file = put(root / "team" / ACL_FILE, content)
     with pytest.raises(AclError, match=message) as info:
-        AclResolver(root).resolve(root / "team" / "a.md", None)
+        resolver(root).resolve(root / "team" / "a.md", None)
     assert str(acl_file) in str(info.value)
 
 
@@ -241,9 +257,9 @@ def test_acl_file_not_utf8_raises_acl_error(tmp_path: Path) -> None:
     root.mkdir()
     (root / ACL_FILE).write_bytes(b"users: [\xff\xfe]\n")
     with pytest.raises(AclError, match="cannot read ACL file"):
-        AclResolver(root).resolve(root / "a.md", None)
+        resolver(root).resolve(root / "a.md", None)
 
 
 def test_bad_front_matter_acl_names_the_file(tree: Path) -> None:
     with pytest.raises(AclError, match=r"^memo\.md front matter: acl must be 'public'"):
-        AclResolver(tree).resolve(tree / "memo.md", {"acl": "group:legal"})
+        resolver(tree).resolve(tree / "memo.md", {"acl": "group:legal"})

@@ -13,7 +13,7 @@ import docx
 import pytest
 from fpdf import FPDF
 
-from ragtune.errors import ParseError, RagtuneError, UnsupportedFormatError
+from ragtune.errors import FrontMatterError, ParseError, RagtuneError, UnsupportedFormatError
 from ragtune.ingest.parsers import (
     PARSERS,
     Parsed,
@@ -189,11 +189,14 @@ def test_markdown_bad_front_matter_names_the_file(tmp_path: Path) -> None:
         parse_file(write(tmp_path, "list.md", "---\n- a\n- b\n---\ntext\n"))
 
 
-def test_read_front_matter_only_for_markdown(tmp_path: Path) -> None:
+def test_read_front_matter_for_markdown_and_text(tmp_path: Path) -> None:
     data = b"---\nacl: public\n---\n# x\n"
     assert read_front_matter(data, tmp_path / "a.md") == {"acl": "public"}
     assert read_front_matter(data, tmp_path / "a.MARKDOWN") == {"acl": "public"}
-    assert read_front_matter(data, tmp_path / "a.txt") == {}
+    # A .txt file's `acl:` header is honoured too (issue 10 #4), and stripped from its text.
+    assert read_front_matter(data, tmp_path / "a.txt") == {"acl": "public"}
+    assert "acl" not in parse_file(write(tmp_path, "t.txt", "---\nacl: public\n---\nHello.\n")).text
+    assert read_front_matter(data, tmp_path / "a.html") == {}
     assert read_front_matter(b"# no front matter\n", tmp_path / "a.md") == {}
 
 
@@ -526,3 +529,60 @@ def test_errors_are_ragtune_errors() -> None:
 def test_extensions_are_case_insensitive(tmp_path: Path) -> None:
     assert parse_file(write(tmp_path, "README.MD", "# Hi\nthere\n")).sections[0].path == ("Hi",)
     assert {".md", ".txt", ".html", ".pdf", ".docx", ".csv", ".jsonl"} <= set(PARSERS)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("\n\n---\nacl: {groups: [hr]}\n---\nText.\n", {"acl": {"groups": ["hr"]}}),  # after blank lines
+        ("---\nacl: {groups: [hr]}\n...\nText.\n", {"acl": {"groups": ["hr"]}}),  # closed with YAML's ...
+        ('+++\n[acl]\ngroups = ["hr"]\n+++\nText.\n', {"acl": {"groups": ["hr"]}}),  # TOML front matter
+    ],
+    ids=["blank-lines-first", "dots-closer", "toml"],
+)
+def test_front_matter_forms_are_honoured(tmp_path: Path, content: str, expected: dict[str, object]) -> None:
+    parsed = parse_file(write(tmp_path, "a.md", content))
+    assert parsed.metadata == expected
+    assert parsed.text.strip() == "Text."
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("a.md", "---\nacl: public\nacl: {groups: [hr]}\n---\nText.\n", "appears twice"),
+        ("a.md", "acl: {groups: [hr]}\n\nText.\n", "outside front matter"),
+        ("a.txt", "ACL: group:hr\nText.\n", "outside front matter"),
+        ("a.md", "+++\nacl = [\n+++\nText.\n", "TOML front matter"),
+    ],
+    ids=["acl-twice", "bare-acl-line-md", "bare-acl-line-txt", "bad-toml"],
+)
+def test_ambiguous_front_matter_is_refused(tmp_path: Path, name: str, content: str, message: str) -> None:
+    with pytest.raises(FrontMatterError, match=message):
+        parse_file(write(tmp_path, name, content))
+
+
+def test_terminal_escapes_are_blanked_keeping_offsets(tmp_path: Path) -> None:
+    parsed = parse_file(write(tmp_path, "a.md", "# T\x1b[31mitle\n\nRed \x1b[2J\x1b]0;pwned\x07text.\n"))
+    assert "\x1b" not in parsed.text and "\x07" not in parsed.text
+    assert parsed.text.split() == ["#", "T", "itle", "Red", "text."]
+    for sec in parsed.sections:
+        assert parsed.text[sec.start : sec.start + len(sec.text)] == sec.text
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_special_files_are_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.md"
+    os.mkfifo(fifo)
+    with pytest.raises(ParseError, match="not a regular file"):
+        read_source(fifo, 1000)
+    link = tmp_path / "zero.md"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(ParseError, match="not a regular file"):
+        read_source(link, 1000)
+
+
+def test_size_limit_counts_bytes_read(tmp_path: Path) -> None:
+    big = write(tmp_path, "big.md", "x" * 5000)
+    with pytest.raises(ParseError, match="over the"):
+        read_source(big, 1000)
+    assert len(read_source(big, 5000)) == 5000

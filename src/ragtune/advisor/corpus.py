@@ -7,6 +7,7 @@ for an ingested project, the sync log that each ``ragtune ingest``/``sync`` appe
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import statistics
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 from ragtune.errors import RagtuneError
 from ragtune.ingest.acl import AclResolver
 from ragtune.ingest.parsers import parse_bytes, read_source
+from ragtune.ingest.roots import RootSet
 from ragtune.ingest.sync import iter_source_files, load_sync_log
 
 DAY = 86_400.0
@@ -81,7 +83,7 @@ def audit_corpus(root: Path, index_dir: Path | None = None, now: float | None = 
         raise RagtuneError(f"{root} does not exist; pass the folder of documents to --docs")
     now = time.time() if now is None else now
     audit = CorpusAudit(root=str(root))
-    resolver = AclResolver(root if root.is_dir() else root.parent)
+    resolver = AclResolver(RootSet({Path(os.path.realpath(root)): None}))
     formats: Counter[str] = Counter()
     by_text: dict[str, list[str]] = {}
     ages: list[float] = []
@@ -89,7 +91,7 @@ def audit_corpus(root: Path, index_dir: Path | None = None, now: float | None = 
         try:
             data = read_source(path)
             parsed = parse_bytes(data, path)
-            acl = resolver.resolve(path, parsed.metadata)
+            acl = resolver.resolve(Path(os.path.realpath(path)), parsed.metadata)
         except RagtuneError as exc:
             audit.failed.append((str(path), str(exc)))
             continue

@@ -1,6 +1,10 @@
-"""Where a document's ACL comes from: its front matter, else the nearest ``_acl.yaml``, else ``--acl``.
+"""Where a document's ACL comes from, computed from its *real* path (symlinks resolved).
 
-A document none of these covers gets an empty ACL and nobody can retrieve it (fail closed).
+Front matter ``acl:`` > the nearest ``_acl.yaml`` at or above the file's real folder (up to the top of the
+filesystem, so ingesting a sub-folder or one file honours the ACL files above it) > the ``--acl`` default of
+the root holding the file > nobody. A file reached two ways therefore gets one ACL. A near-miss spelling
+(``_acl.yml``, ``_ACL.yaml``, front matter ``ACL:`` or ``acls:``) is an :class:`AclError`, never silently
+replaced by a wider default: the caller makes such documents readable by nobody and reports them.
 """
 
 from __future__ import annotations
@@ -13,8 +17,15 @@ import yaml
 
 from ragtune.core import Acl
 from ragtune.errors import AclError
+from ragtune.ingest.roots import RootSet
+from ragtune.ingest.yaml_unique import safe_load_unique
 
 ACL_FILE = "_acl.yaml"
+# Names a person may type for an ACL file; compared case-insensitively. Only ACL_FILE itself is read.
+_ACL_FILE_SPELLINGS = frozenset({"_acl.yaml", "_acl.yml", "acl.yaml", "acl.yml", "_acls.yaml", "_acls.yml",
+                                 ".acl.yaml", ".acl.yml", "_acl.yaml.txt", "_acl.json"})
+# Front-matter keys that mean "acl" but are not spelled ``acl``.
+_ACL_KEY_SPELLINGS = frozenset({"acl", "acls", "_acl", "acl_", "access", "access_control"})
 
 
 def parse_acl(value: Any, where: str) -> Acl:
@@ -79,49 +90,96 @@ def parse_acl_option(spec: str) -> Acl:
 
 def _load_acl_file(path: Path) -> Acl:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_load_unique(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
         raise AclError(f"{path}: cannot read ACL file ({exc})") from exc
     if isinstance(data, dict) and "acl" in data:
+        if len(data) > 1:
+            raise AclError(f"{path}: an ACL file holds only `acl:` (found also {sorted(map(str, data))})")
         data = data["acl"]
     return parse_acl(data, str(path))
 
 
-class AclResolver:
-    """Resolves each file's ACL under one ingestion root; folder ACL files are read once and cached."""
+def front_matter_acl(front_matter: dict[str, Any] | None, where: str) -> Acl | None:
+    """The ACL declared in front matter, ``None`` if none; a near-miss key (``ACL:``, ``acls:``) is an error."""
+    if not front_matter:
+        return None
+    for key in front_matter:
+        if key != "acl" and isinstance(key, str) and key.strip().lower() in _ACL_KEY_SPELLINGS:
+            raise AclError(f"{where}: front matter key {key!r} is not read; write it as `acl:` "
+                           "(until then the document is readable by nobody)")
+    if "acl" in front_matter:
+        return parse_acl(front_matter["acl"], f"{where} front matter")
+    return None
 
-    def __init__(self, root: Path, default: Acl | None = None) -> None:
-        self.root = root.resolve()
-        # Folders are walked as written, not with symlinks resolved: a symlinked sub-folder inherits the
-        # ACL of the folder it sits in, not of wherever its target happens to live (often: no ACL, so the
-        # run default, which may be public). Paths given already resolved are walked against the real root.
-        self._roots = {self.root, Path(os.path.abspath(root))}
-        self.default = default or Acl()
+
+class AclResolver:
+    """Resolves files' ACLs against the project's roots; folder ACL files are read once and cached."""
+
+    def __init__(self, roots: RootSet) -> None:
+        self.roots = roots
         self._folders: dict[Path, Acl | None] = {}
 
-    def _inside(self, folder: Path) -> bool:
-        return any(folder == root or root in folder.parents for root in self._roots)
-
     def folder_acl(self, folder: Path) -> Acl | None:
-        """The ACL of the nearest ``_acl.yaml`` at or above ``folder`` (up to the root), if any."""
+        """The ACL of the nearest ``_acl.yaml`` at or above ``folder``, if any.
+
+        ``folder`` is walked lexically (pass a real path to get the real location's ACL).
+        """
         folder = Path(os.path.abspath(folder))
-        if not self._inside(folder):
-            folder = folder.resolve()  # reached through a link to the root or one of its parents
-        if folder in self._folders:
-            return self._folders[folder]
-        own = folder / ACL_FILE
-        if own.is_file():
-            acl: Acl | None = _load_acl_file(own)
-        elif folder in self._roots or not self._inside(folder):
-            acl = None
-        else:
-            acl = self.folder_acl(folder.parent)
-        self._folders[folder] = acl
+        chain: list[Path] = []
+        acl: Acl | None = None
+        here = folder
+        while True:
+            if here in self._folders:
+                acl = self._folders[here]
+                break
+            chain.append(here)
+            own = self._acl_file_in(here)
+            if own is not None:
+                acl = _load_acl_file(own)
+                break
+            if here.parent == here:
+                break
+            here = here.parent
+        for f in chain:
+            self._folders[f] = acl
         return acl
 
-    def resolve(self, path: Path, front_matter: dict[str, Any] | None) -> Acl:
-        """Front matter ``acl:`` wins, then the folder's ``_acl.yaml``, then the run's default."""
-        if front_matter and "acl" in front_matter:
-            return parse_acl(front_matter["acl"], f"{path.name} front matter")
-        folder = self.folder_acl(path.parent)
-        return folder if folder is not None else self.default
+    @staticmethod
+    def _acl_file_in(folder: Path) -> Path | None:
+        """``folder/_acl.yaml`` if present; a near-miss spelling there is an error."""
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            names = []  # not listable (e.g. an ancestor with --x only): the exact name can still be checked
+        for name in names:
+            if name != ACL_FILE and name.lower() in _ACL_FILE_SPELLINGS:
+                raise AclError(f"{folder / name}: ACL files must be named {ACL_FILE} exactly; rename it "
+                               "(until then documents in that folder are readable by nobody)")
+        own = folder / ACL_FILE
+        return own if own.is_file() else None
+
+    def resolve(self, real_path: Path, front_matter: dict[str, Any] | None) -> Acl:
+        """Front matter > nearest ``_acl.yaml`` above the real path > the root's default > nobody."""
+        declared = front_matter_acl(front_matter, real_path.name)
+        if declared is not None:
+            return declared
+        folder = self.folder_acl(real_path.parent)
+        if folder is not None:
+            return folder
+        return self.roots.default_for(real_path) or Acl()
+
+    def resolve_external(self, walked_path: Path, real_path: Path, front_matter: dict[str, Any] | None,
+                         walked_root: Path) -> Acl:
+        """A link's target outside every root (only with ``ingest.follow_external_links``): the narrowest of
+        the ACL it would have where the link sits and any ACL declared at its real location."""
+        declared = front_matter_acl(front_matter, real_path.name)
+        if declared is not None:
+            return declared
+        # Where the link sits: the nearest folder above it whose real location is inside a root (a folder
+        # link's own target is the external side, not where the link sits).
+        sits = next((Path(os.path.realpath(f)) for f in walked_path.parents
+                     if self.roots.containing(Path(os.path.realpath(f))) is not None), walked_root)
+        at_link = self.folder_acl(sits) or self.roots.roots.get(walked_root) or Acl()
+        at_target = self.folder_acl(real_path.parent)
+        return at_link.intersect(at_target) if at_target is not None else at_link

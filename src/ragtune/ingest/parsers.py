@@ -9,19 +9,36 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import stat
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ragtune.core import Section
-from ragtune.errors import ParseError, UnsupportedFormatError
+from ragtune.errors import FrontMatterError, ParseError, UnsupportedFormatError
+from ragtune.ingest.yaml_unique import safe_load_unique
 
-# The body group is optional: an empty block (``---`` straight after ``---``) is front matter too.
-FRONT_MATTER = re.compile(r"\A---[ \t]*(?:\r\n?|\n)(?:(.*?)(?:\r\n?|\n))?---[ \t]*(?:\r\n?|\n|\Z)", re.S)
+# YAML front matter: ``---`` ... ``---`` (or YAML's own end marker ``...``), after any blank lines. The body
+# group is optional: an empty block (``---`` straight after ``---``) is front matter too.
+FRONT_MATTER = re.compile(
+    r"\A(?:[ \t]*(?:\r\n?|\n))*---[ \t]*(?:\r\n?|\n)(?:(.*?)(?:\r\n?|\n))?(?:---|\.\.\.)[ \t]*(?:\r\n?|\n|\Z)",
+    re.S,
+)
+# TOML front matter (Hugo's ``+++`` blocks): honoured too, not mistaken for text.
+TOML_FRONT_MATTER = re.compile(r"\A(?:[ \t]*(?:\r\n?|\n))*\+\+\+[ \t]*(?:\r\n?|\n)(?:(.*?)(?:\r\n?|\n))?\+\+\+[ \t]*"
+                               r"(?:\r\n?|\n|\Z)", re.S)
+# ``acl: ...`` as a bare first line (the ``---`` lines forgotten): refused, never read as text.
+_BARE_ACL_LINE = re.compile(r"\A(?:[ \t]*(?:\r\n?|\n))*[ \t]*(?:acls?|ACLS?|Acls?)[ \t]*:", re.S)
+# Terminal escape sequences (and other C0 controls but tab/newline/CR) in document text: blanked with spaces
+# of the same length, so section offsets stay valid and no document can drive the user's terminal.
+_CONTROL = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b.?|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+)
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _BOMS = (
     (b"\xff\xfe\x00\x00", "utf-32"),
@@ -94,25 +111,43 @@ def _sections_from_headings(text: str, headings: list[tuple[int, int, str]]) -> 
 
 
 def split_front_matter(raw: str, path: Path) -> tuple[dict[str, Any], str]:
-    """Split a leading YAML front matter block (``---`` lines) from Markdown text."""
+    """Split a leading front matter block (YAML ``---``, or TOML ``+++``) from the text.
+
+    A block that cannot be parsed, a key given twice, or a bare ``acl:`` line with no block around it raise
+    :class:`FrontMatterError`: front matter may hold the document's ACL, so it is never guessed at.
+    """
+    toml = TOML_FRONT_MATTER.match(raw)
+    if toml:
+        import tomllib
+
+        try:
+            return tomllib.loads(toml.group(1) or ""), raw[toml.end() :]
+        except tomllib.TOMLDecodeError as exc:
+            raise FrontMatterError(f"{path.name}: TOML front matter (+++) is not valid ({exc})") from exc
     m = FRONT_MATTER.match(raw)
     if not m:
+        if _BARE_ACL_LINE.match(raw):
+            raise FrontMatterError(f"{path.name}: starts with an `acl:` line outside front matter; put it between "
+                                   "`---` lines (until then the document is readable by nobody)")
         return {}, raw
     try:
-        loaded = yaml.safe_load(m.group(1) or "")
+        loaded = safe_load_unique(m.group(1) or "")
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 2}: " if mark is not None else ""  # +1 for 1-based, +1 for the '---' line
         reason = getattr(exc, "problem", None) or " ".join(str(exc).split())
-        raise ParseError(f"{path.name}: front matter is not valid YAML ({where}{reason})") from exc
+        raise FrontMatterError(f"{path.name}: front matter is not valid YAML ({where}{reason})") from exc
     if loaded is not None and not isinstance(loaded, dict):
-        raise ParseError(f"{path.name}: front matter must be a mapping of keys")
+        raise FrontMatterError(f"{path.name}: front matter must be a mapping of keys")
     return loaded or {}, raw[m.end() :]
 
 
+_FRONT_MATTER_FORMATS = (".md", ".markdown", ".txt", ".text")
+
+
 def read_front_matter(data: bytes, path: Path) -> dict[str, Any]:
-    """Only the front matter of a Markdown file (cheap: no Markdown parsing)."""
-    if path.suffix.lower() not in (".md", ".markdown"):
+    """Only the front matter of a Markdown or text file (cheap: no Markdown parsing)."""
+    if path.suffix.lower() not in _FRONT_MATTER_FORMATS:
         return {}
     return split_front_matter(decode(data, path), path)[0]
 
@@ -146,11 +181,12 @@ def parse_markdown(data: bytes, path: Path) -> Parsed:
 
 
 def parse_text(data: bytes, path: Path) -> Parsed:
-    """Plain text: one section; the first non-empty line is the title."""
-    text = decode(data, path)
+    """Plain text: one section; the first non-empty line is the title; front matter as in Markdown."""
+    metadata, text = split_front_matter(decode(data, path), path)
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
     title = first[:120] if first else path.stem
-    return Parsed(text=text, sections=[Section(text=text, path=(), start=0)], title=title)
+    title = str(metadata.get("title") or title)
+    return Parsed(text=text, sections=[Section(text=text, path=(), start=0)], title=title, metadata=metadata)
 
 
 # Elements that start a new block of text; everything else (spans, links, emphasis) flows inline.
@@ -367,22 +403,37 @@ def _unsupported_message(path: Path) -> str:
 
 
 def read_source(path: Path, max_bytes: int | None = None) -> bytes:
-    """Read a source file's bytes, refusing files over ``max_bytes``, empty files and unknown formats."""
+    """Read a regular file's bytes, refusing special files, files over ``max_bytes``, empty files and unknown formats.
+
+    The limit is enforced on the bytes actually read, not on ``st_size`` (which a device or a growing file
+    misreports), and the file is opened non-blocking so a FIFO swapped in after the walk cannot hang the run.
+    """
     if not is_supported(path):
         raise UnsupportedFormatError(_unsupported_message(path))
     try:
-        size = path.stat().st_size
-        if max_bytes is not None and size > max_bytes:
-            raise ParseError(
-                f"{path.name}: {size / 1e6:.1f} MB is over the {max_bytes / 1e6:.0f} MB limit; "
-                "split the file or raise ingest.max_file_mb"
-            )
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ParseError(f"{path.name}: not a regular file (a pipe, device or socket); not read")
+            if max_bytes is not None and st.st_size > max_bytes:
+                raise ParseError(f"{path.name}: {st.st_size / 1e6:.1f} MB is over the {max_bytes / 1e6:.0f} MB "
+                                 "limit; split the file or raise ingest.max_file_mb")
+            data = fh.read(max_bytes + 1) if max_bytes is not None else fh.read()
     except OSError as exc:
         raise ParseError(f"{path.name}: cannot read ({exc.strerror or exc})") from exc
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ParseError(
+            f"{path.name}: over the {max_bytes / 1e6:.0f} MB limit; split the file or raise ingest.max_file_mb"
+        )
     if not data.strip():
         raise ParseError(f"{path.name}: empty file")
     return data
+
+
+def blank_control_characters(text: str) -> str:
+    """Replace terminal escape sequences and control characters with spaces of the same length."""
+    return _CONTROL.sub(lambda m: " " * len(m.group(0)), text)
 
 
 def parse_bytes(data: bytes, path: Path) -> Parsed:
@@ -391,6 +442,12 @@ def parse_bytes(data: bytes, path: Path) -> Parsed:
     if parser is None:
         raise UnsupportedFormatError(_unsupported_message(path))
     parsed = parser(data, path)
+    if _CONTROL.search(parsed.text):
+        parsed.text = blank_control_characters(parsed.text)
+        parsed.title = blank_control_characters(parsed.title)
+        parsed.sections = [replace(sec, text=blank_control_characters(sec.text),
+                                   path=tuple(blank_control_characters(p) for p in sec.path))
+                           for sec in parsed.sections]
     if not parsed.text.strip():
         hint = " (a scanned PDF needs OCR first)" if path.suffix.lower() == ".pdf" else ""
         raise ParseError(f"{path.name}: no extractable text{hint}")

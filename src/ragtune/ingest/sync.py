@@ -1,10 +1,12 @@
 """Incremental sync of a folder into the store: only new or changed files are parsed and embedded.
 
-A file's identity is its resolved path; its version is the SHA-256 of its bytes. Per run:
-new and changed files are parsed, chunked and embedded, then written in batches, each batch one atomic
-commit that replaces those documents' chunks; ACL-only changes rewrite the ACL column without embedding;
-files gone from the folder lose their chunks. A killed run leaves every document either old or new, and
-the next run picks up where it stopped.
+A file's identity is its real path; its version is the SHA-256 of its bytes; its ACL comes from
+:class:`~ragtune.ingest.acl.AclResolver` (so a file reached through several links is one document with one
+ACL). Per run: new and changed files are parsed, chunked and embedded, then written in batches, each batch
+one atomic commit that replaces those documents' chunks; ACL-only changes rewrite the ACL column without
+embedding; files gone from the folder lose their chunks. A file whose ACL cannot be parsed becomes readable
+by nobody at once. A killed run leaves every document either old or new, and the next run picks up where it
+stopped.
 """
 
 from __future__ import annotations
@@ -13,16 +15,17 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from ragtune.core import Acl, Chunk, Document
-from ragtune.errors import RagtuneError
-from ragtune.ingest.acl import ACL_FILE, AclResolver
+from ragtune.errors import AclError, FrontMatterError, RagtuneError
+from ragtune.ingest.acl import AclResolver
 from ragtune.ingest.chunking import chunk_document, minilm_token_counts
 from ragtune.ingest.parsers import parse_bytes, read_front_matter, read_source
+from ragtune.ingest.roots import RootSet, is_within, source_prefix_matches
+from ragtune.ingest.walk import Found, walk_sources
 from ragtune.models.embedder import Embedder
 from ragtune.store.base import DocRecord, Store
 
@@ -42,7 +45,7 @@ class SyncProgress(Protocol):
 
 @dataclass
 class SyncReport:
-    """What one sync did."""
+    """What one sync did. ``failed`` files make the command exit non-zero; ``skipped`` ones do not."""
 
     ingested: int = 0
     updated: int = 0
@@ -50,36 +53,28 @@ class SyncReport:
     reacl: int = 0
     deleted: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
     no_acl: list[str] = field(default_factory=list)
+    locked_out: list[str] = field(default_factory=list)  # documents made readable by nobody by a failure
     chunks_embedded: int = 0
     seconds: float = 0.0
 
     @property
     def changed(self) -> bool:
         """Whether the store was written."""
-        return bool(self.ingested or self.updated or self.reacl or self.deleted)
+        return bool(self.ingested or self.updated or self.reacl or self.deleted or self.locked_out)
 
 
 def doc_id_for(path: Path) -> str:
-    """Stable document id: a hash of the resolved path."""
-    return hashlib.sha1(str(path.resolve()).encode("utf-8")).hexdigest()[:16]
+    """Stable document id: a hash of the real path (symlinks resolved)."""
+    return hashlib.sha1(str(Path(os.path.realpath(path))).encode("utf-8")).hexdigest()[:16]
 
 
-def iter_source_files(root: Path, exclude: tuple[Path, ...] = ()) -> Iterator[Path]:
-    """Files under ``root`` in a stable order, skipping hidden entries, ACL files and ``exclude`` folders."""
-    excluded = {p.resolve() for p in exclude}
-    if root.is_file():
-        yield root
-        return
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        dirnames[:] = sorted(
-            d for d in dirnames if not d.startswith(".") and (here / d).resolve() not in excluded
-        )
-        for name in sorted(filenames):
-            if name.startswith(".") or name == ACL_FILE:
-                continue
-            yield here / name
+def iter_source_files(root: Path, exclude: tuple[Path, ...] = ()) -> list[Path]:
+    """Readable source files under ``root`` (links outside it are not followed), in a stable order."""
+    real_root = Path(os.path.realpath(root))
+    walk = walk_sources(root, lambda p: is_within(p, real_root), exclude=exclude)
+    return [f.path for f in walk.files]
 
 
 @dataclass
@@ -99,6 +94,7 @@ class Syncer:
         overlap_tokens: int = 32,
         max_file_mb: float = 20.0,
         batch_chunks: int = 256,
+        follow_external_links: bool = False,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -106,6 +102,7 @@ class Syncer:
         self.overlap_tokens = overlap_tokens
         self.max_bytes = int(max_file_mb * 1e6)
         self.batch_chunks = batch_chunks
+        self.follow_external_links = follow_external_links
 
     def sync(
         self,
@@ -113,37 +110,47 @@ class Syncer:
         default_acl: Acl | None = None,
         progress: SyncProgress | None = None,
         exclude: tuple[Path, ...] = (),
+        roots: RootSet | None = None,
     ) -> SyncReport:
-        """Bring the store in line with the files under ``root`` (a folder or one file)."""
+        """Bring the store in line with the files under ``root`` (a folder or one file).
+
+        ``roots`` are the project's roots (``root`` must lie in one); without them ``root`` is the only root,
+        with ``default_acl`` as its default.
+        """
         t0 = time.perf_counter()
-        root = root.resolve()
+        root = Path(os.path.realpath(root))
         if not root.exists():
             raise RagtuneError(f"{root} does not exist; pass a folder or file to ingest")
+        roots = roots if roots is not None else RootSet({root: default_acl})
+        walked_root = roots.containing(root) or root
         report = SyncReport()
-        resolver = AclResolver(root if root.is_dir() else root.parent, default_acl)
+        resolver = AclResolver(roots)
         known = {d.doc_id: d for d in self.store.documents()}
-        files = list(iter_source_files(root, exclude))
+        walk = walk_sources(root, lambda p: roots.containing(p) is not None,
+                            allow_external=self.follow_external_links, exclude=exclude)
+        report.failed.extend(walk.failed)
+        report.skipped.extend(walk.skipped)
+        ways: dict[str, list[Found]] = {}
+        for one in walk.files:
+            ways.setdefault(doc_id_for(one.real), []).append(one)
         if progress:
-            progress.start(len(files))
-        seen: set[str] = set()
+            progress.start(len(ways))
         pending: list[_Pending] = []
         pending_chunks = 0
-        for path in files:
-            doc_id = doc_id_for(path)
-            seen.add(doc_id)
-            status = self._one_file(path, doc_id, known, resolver, report, pending)
+        for doc_id, found in ways.items():
+            status = self._one_file(found, doc_id, known, resolver, walked_root, report, pending)
             if status in ("new", "updated"):
                 pending_chunks += len(pending[-1].chunks)
                 if pending_chunks >= self.batch_chunks:
                     self._flush(pending, report, progress)
                     pending, pending_chunks = [], 0
             if progress:
-                progress.file_done(path, status)
+                progress.file_done(found[0].path, status)
         self._flush(pending, report, progress)
-        prefix = str(root) if root.is_file() else str(root) + os.sep
         gone = [
             d.doc_id for d in known.values()
-            if d.doc_id not in seen and (d.source_path == str(root) or d.source_path.startswith(prefix))
+            if d.doc_id not in ways and source_prefix_matches(d.source_path, root)
+            and not any(source_prefix_matches(d.source_path, f) for f in walk.unreadable_folders)
         ]
         if gone:
             self.store.delete_documents(gone)
@@ -153,21 +160,31 @@ class Syncer:
         report.seconds = time.perf_counter() - t0
         return report
 
-    def _one_file(
-        self,
-        path: Path,
-        doc_id: str,
-        known: dict[str, DocRecord],
-        resolver: AclResolver,
-        report: SyncReport,
-        pending: list[_Pending],
-    ) -> str:
+    def _acl(self, found: list[Found], data: bytes, front_matter: dict[str, Any] | None,
+             resolver: AclResolver, walked_root: Path) -> Acl:
+        """One ACL for a file however many ways it was reached: the narrowest of them."""
+        acl: Acl | None = None
+        for way in found:
+            if way.external:
+                this = resolver.resolve_external(way.path, way.real, front_matter, walked_root)
+            else:
+                this = resolver.resolve(way.real, front_matter)
+            acl = this if acl is None else acl.intersect(this)
+        assert acl is not None
+        return acl
+
+    def _one_file(self, found: list[Found], doc_id: str, known: dict[str, DocRecord], resolver: AclResolver,
+                  walked_root: Path, report: SyncReport, pending: list[_Pending]) -> str:
+        # The real path is the document's path; a target outside the roots keeps the link's path, so the
+        # document is removed by the sync of the root holding the link once the link goes.
+        way = next((f for f in found if f.path == f.real), found[0])
+        path = way.real if not way.external else way.path
+        old = known.get(doc_id)
         try:
-            data = read_source(path, self.max_bytes)
+            data = read_source(way.real, self.max_bytes)
             doc_hash = hashlib.sha256(data).hexdigest()
-            old = known.get(doc_id)
             if old is not None and old.doc_hash == doc_hash:
-                acl = resolver.resolve(path, read_front_matter(data, path))
+                acl = self._acl(found, data, read_front_matter(data, way.real), resolver, walked_root)
                 if acl.is_empty:
                     report.no_acl.append(str(path))
                 if tuple(acl.tokens()) == old.acl:
@@ -176,23 +193,25 @@ class Syncer:
                 self.store.set_acl(doc_id, acl.tokens(), time.time())
                 report.reacl += 1
                 return "reacl"
-            parsed = parse_bytes(data, path)
-            acl = resolver.resolve(path, parsed.metadata)
+            parsed = parse_bytes(data, way.real)
+            acl = self._acl(found, data, parsed.metadata, resolver, walked_root)
         except RagtuneError as exc:
             report.failed.append((str(path), str(exc)))
+            if old is not None:
+                self._fail_closed(old, exc, found, resolver, walked_root, report)
             return "failed"
         if acl.is_empty:
             report.no_acl.append(str(path))
         doc = Document(
             doc_id=doc_id,
-            source_path=str(path.resolve()),
+            source_path=str(path),
             title=parsed.title,
             text=parsed.text,
             sections=tuple(parsed.sections),
             content_hash=doc_hash,
-            mtime=path.stat().st_mtime,
+            mtime=os.stat(way.real).st_mtime,
             acl=acl,
-            format=path.suffix.lower().lstrip("."),
+            format=way.real.suffix.lower().lstrip("."),
         )
         chunks = chunk_document(doc, self.max_tokens, self.overlap_tokens, minilm_token_counts,
                                 window=self.embedder.window)
@@ -203,6 +222,27 @@ class Syncer:
         report.updated += 1
         return "updated"
 
+    def _fail_closed(self, old: DocRecord, exc: RagtuneError, found: list[Found], resolver: AclResolver,
+                     walked_root: Path, report: SyncReport) -> None:
+        """A stored document whose file failed keeps its old text, but never a wider ACL than it has now.
+
+        When the ACL itself cannot be read (a broken ``_acl.yaml`` or front matter) nobody may read it until
+        it is fixed; otherwise (an unreadable or corrupt file) it keeps the narrower of its old ACL and the
+        one its folder gives now.
+        """
+        acl = Acl()
+        if not isinstance(exc, AclError | FrontMatterError):
+            try:
+                acl = self._acl(found, b"", None, resolver, walked_root).intersect(Acl.from_tokens(list(old.acl)))
+            except RagtuneError:
+                acl = Acl()
+        if tuple(acl.tokens()) != old.acl:
+            self.store.set_acl(old.doc_id, acl.tokens(), time.time())
+            if acl.is_empty:
+                report.locked_out.append(old.source_path)
+            else:
+                report.reacl += 1
+
     def _flush(self, pending: list[_Pending], report: SyncReport, progress: SyncProgress | None) -> None:
         if not pending:
             return
@@ -212,25 +252,6 @@ class Syncer:
         report.chunks_embedded += len(chunks)
         if progress:
             progress.chunks_embedded(len(chunks))
-
-
-def remember_root(index_dir: Path, root: Path, acl: Acl | None) -> None:
-    """Record an ingested root (and its --acl) so ``ragtune sync`` can re-sync every root later."""
-    roots = load_roots(index_dir)
-    roots[str(root.resolve())] = acl.tokens() if acl else []
-    index_dir.mkdir(parents=True, exist_ok=True)
-    tmp = index_dir / "roots.json.tmp"
-    tmp.write_text(json.dumps(roots, indent=2), encoding="utf-8")
-    tmp.replace(index_dir / "roots.json")
-
-
-def load_roots(index_dir: Path) -> dict[str, list[str]]:
-    """Roots recorded by :func:`remember_root`: path -> default ACL tokens."""
-    path = index_dir / "roots.json"
-    if not path.is_file():
-        return {}
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return {str(k): list(v) for k, v in data.items()}
 
 
 SYNC_LOG = "sync_log.jsonl"

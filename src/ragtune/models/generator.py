@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import stat
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import yaml
 
 from ragtune.errors import ConfigError, RagtuneError
+from ragtune.security.redact import redact
 
 Message = dict[str, str]
 API_KEY_ENV = "RAGTUNE_LLM_API_KEY"
@@ -59,17 +61,30 @@ def default_secrets_file() -> Path:
 
 
 def resolve_api_key(env_var: str = API_KEY_ENV, secrets_file: Path | None = None) -> str | None:
-    """The API key from ``env_var``, else ``llm_api_key`` in the secrets file, else None."""
+    """The API key from ``env_var``, else ``llm_api_key`` in the secrets file, else None.
+
+    The secrets file must be readable by its owner only (like an ssh key); no error ever quotes its content.
+    """
     key = os.environ.get(env_var)
     if key:
         return key
     path = secrets_file or default_secrets_file()
     if not path.is_file():
         return None
+    if os.name == "posix":
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise ConfigError(f"{path} is readable or writable by other users (mode {mode:04o}), so its key is "
+                              f"not secret: run `chmod 600 {path}`")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; it should hold `llm_api_key: ...`") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc}); it should hold `llm_api_key: ...`") from exc
+        # The YAML error quotes the offending line, which may be the key itself: give the line number only.
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f" near line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}; it should hold `llm_api_key: ...`") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping such as `llm_api_key: ...`")
     value = data.get("llm_api_key")
@@ -89,14 +104,20 @@ class OpenAICompatibleGenerator:
         self.secrets_file = secrets_file
         self.timeout_s = timeout_s
         self._client: Any = None
+        self._key: str | None = api_key
 
     def warm_up(self) -> None:
         """Create the HTTP client (no request is sent)."""
         if self._client is None:
             from openai import OpenAI
 
-            key = self._api_key or resolve_api_key(self.api_key_env, self.secrets_file) or "not-needed"
-            self._client = OpenAI(base_url=self.base_url, api_key=key, timeout=self.timeout_s, max_retries=1)
+            self._key = self._api_key or resolve_api_key(self.api_key_env, self.secrets_file)
+            self._client = OpenAI(base_url=self.base_url, api_key=self._key or "not-needed",
+                                  timeout=self.timeout_s, max_retries=1)
+
+    def _error(self, message: str) -> GenerationError:
+        """A GenerationError whose message holds neither the API key nor any credential-shaped text."""
+        return GenerationError(redact(message, [self._key] if self._key else []))
 
     def generate(
         self,
@@ -128,14 +149,14 @@ class OpenAICompatibleGenerator:
                     on_token(delta)
             return "".join(parts)
         except openai.AuthenticationError as exc:
-            raise GenerationError(f"{self.base_url} refused the API key: set {self.api_key_env} or "
-                                  f"`llm_api_key` in {default_secrets_file()}") from exc
+            raise self._error(f"{self.base_url} refused the API key: set {self.api_key_env} or "
+                              f"`llm_api_key` in {self.secrets_file or default_secrets_file()}") from exc
         except openai.APIConnectionError as exc:
-            raise GenerationError(f"cannot reach the generator at {self.base_url}: is the server running? "
-                                  "(generator.base_url in ragtune.yaml)") from exc
+            raise self._error(f"cannot reach the generator at {self.base_url}: is the server running? "
+                              "(generator.base_url in ragtune.yaml)") from exc
         except openai.APIStatusError as exc:
-            raise GenerationError(f"the generator at {self.base_url} answered HTTP {exc.status_code}: "
-                                  f"{exc.message}") from exc
+            raise self._error(f"the generator at {self.base_url} answered HTTP {exc.status_code}: "
+                              f"{exc.message}") from exc
 
 
 def local_gguf_path() -> Path:

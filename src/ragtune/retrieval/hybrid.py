@@ -49,6 +49,7 @@ class HybridRetriever:
         rrf_k: int = 20,
         lexical_weight: float = 1.0,
         dense_weight: float = 1.0,
+        lexical_isolation: bool = False,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -58,14 +59,20 @@ class HybridRetriever:
         self.rrf_k = rrf_k
         self.lexical_weight = lexical_weight
         self.dense_weight = dense_weight
+        # BM25 statistics over the principal's readable chunks only; raw BM25 scores are then kept off the hits.
+        self.lexical_isolation = lexical_isolation
+
+    def _lexical(self, query: str, principal: Principal) -> list[tuple[str, float]]:
+        if self.lexical_isolation:
+            return self.store.lexical_search(query, principal, self.lexical_k, isolated=True)
+        return self.store.lexical_search(query, principal, self.lexical_k)
 
     def retrieve(self, query: str, principal: Principal, top_k: int | None = None) -> Retrieval:
         """Hits readable by ``principal``, best first; each carries its lexical, dense and fused scores."""
         lat: dict[str, float] = {}
         # BM25 needs no vector: it runs in a worker thread while the query is embedded and searched densely
         # (onnxruntime and LanceDB both release the GIL). Each stage's time is its own duration.
-        pending = _POOL.submit(_timed, self.store.lexical_search, query, principal, self.lexical_k) \
-            if self.lexical_weight > 0 else None
+        pending = _POOL.submit(_timed, self._lexical, query, principal) if self.lexical_weight > 0 else None
         t0 = time.perf_counter()
         qvec = self.embedder.embed([query])[0]
         t1 = time.perf_counter()
@@ -93,6 +100,8 @@ class HybridRetriever:
             if cid not in chunks:
                 continue
             lr, ls = lex_info.get(cid, (None, None))
+            if self.lexical_isolation:
+                ls = None  # the rank still shows that BM25 found it; the score is not published
             dr, ds = dense_info.get(cid, (None, None))
             hits.append(Hit(chunks[cid], score, lexical_score=ls, dense_score=ds, lexical_rank=lr, dense_rank=dr))
         lat["fetch"] = (time.perf_counter() - t4) * 1000

@@ -25,6 +25,17 @@ class DocRecord:
     chunks: int
 
 
+@dataclass(frozen=True)
+class ChunkRow:
+    """The identity of one stored chunk: enough to find duplicates and inconsistent documents."""
+
+    chunk_id: str
+    doc_id: str
+    source_path: str
+    doc_hash: str
+    acl: tuple[str, ...]
+
+
 @runtime_checkable
 class Store(Protocol):
     """Chunks with vectors and ACL tokens. Searches take a principal and filter inside the query."""
@@ -47,8 +58,18 @@ class Store(Protocol):
         """One record per stored document."""
         ...
 
-    def lexical_search(self, query: str, principal: Principal, k: int) -> list[tuple[str, float]]:
-        """BM25 over chunks the principal may read: (chunk id, score), best first."""
+    def lexical_search(
+        self, query: str, principal: Principal, k: int, *, isolated: bool = False
+    ) -> list[tuple[str, float]]:
+        """BM25 over chunks the principal may read: (chunk id, score), best first.
+
+        ``isolated=True``: the term statistics (N, document frequencies, average length) cover only the chunks
+        the principal may read, so no score depends on unreadable text (the default's are over every chunk).
+        """
+        ...
+
+    def readable_texts(self, principal: Principal) -> list[tuple[str, str]]:
+        """(chunk id, search text) of every chunk the principal may read (the ACL filter is in the query)."""
         ...
 
     def dense_search(self, vector: np.ndarray, principal: Principal, k: int) -> list[tuple[str, float]]:
@@ -57,6 +78,10 @@ class Store(Protocol):
 
     def get_chunks(self, chunk_ids: Sequence[str], principal: Principal) -> dict[str, Chunk]:
         """The chunks with these ids that the principal may read; others are silently absent."""
+        ...
+
+    def chunk_index(self) -> list[ChunkRow]:
+        """One light row per stored chunk (no text, no vector), for consistency checks."""
         ...
 
     def count(self) -> int:

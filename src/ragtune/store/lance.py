@@ -18,7 +18,8 @@ import numpy as np
 import pyarrow as pa
 
 from ragtune.core import Chunk, Principal
-from ragtune.store.base import DocRecord
+from ragtune.store.base import ChunkRow, DocRecord
+from ragtune.store.isolated_bm25 import DEFAULT_CACHE_SIZE, IsolatedBM25, IsolatedIndexCache
 
 TABLE = "chunks"
 # Lance logs deprecation notices per query at WARN; keep them out of users' terminals unless asked for.
@@ -41,9 +42,11 @@ def acl_filter(principal: Principal) -> str:
 class LanceStore:
     """LanceDB-backed :class:`~ragtune.store.base.Store`."""
 
-    def __init__(self, path: Path, dim: int = 384) -> None:
+    def __init__(self, path: Path, dim: int = 384, isolation_cache_size: int = DEFAULT_CACHE_SIZE) -> None:
         self.path = Path(path)
         self.dim = dim
+        # Per-principal BM25 indexes of the lexical isolation mode, keyed by (table version, ACL tokens).
+        self.isolated_indexes = IsolatedIndexCache(isolation_cache_size)
         self._table: Any = None
         self._checked: tuple[int, int] | None = None  # (table version, row count) when indexes were last checked
         self._index_lock = threading.Lock()  # searches may run in parallel threads
@@ -121,6 +124,8 @@ class LanceStore:
         stray = {c.doc_id for c in chunks} - set(doc_ids)
         if stray:
             raise ValueError(f"chunks of documents not being replaced: {sorted(stray)[:3]}")
+        if len({c.chunk_id for c in chunks}) != len(chunks):
+            raise ValueError("duplicate chunk ids in one write: chunk ids must be unique in the store")
         (
             self.table.merge_insert("chunk_id")
             .when_matched_update_all()
@@ -180,10 +185,19 @@ class LanceStore:
         "ordinal", "text", "content_hash", "doc_hash", "mtime", "acl",
     ]
 
-    def lexical_search(self, query: str, principal: Principal, k: int) -> list[tuple[str, float]]:
-        """BM25 over the search text of chunks the principal may read (ACL pre-filter in the query)."""
+    def lexical_search(
+        self, query: str, principal: Principal, k: int, *, isolated: bool = False
+    ) -> list[tuple[str, float]]:
+        """BM25 over the search text of chunks the principal may read (ACL pre-filter in the query).
+
+        By default the full-text index scores with term statistics over every chunk, readable or not (a
+        documented side channel). ``isolated=True`` scores with statistics over the principal's readable
+        chunks only (:mod:`ragtune.store.isolated_bm25`), from an index cached per table version and token set.
+        """
         if not query.strip() or self._ensure_indexes() == 0:
             return []
+        if isolated:
+            return self._isolated_index(principal).search(query, k)
         from lancedb.query import MatchQuery
 
         rows = (
@@ -194,6 +208,32 @@ class LanceStore:
             .to_arrow()
         )
         return list(zip(rows["chunk_id"].to_pylist(), rows["_score"].to_pylist(), strict=True))
+
+    def _isolated_index(self, principal: Principal) -> IsolatedBM25:
+        version = self.version()
+        key = self.isolated_indexes.key(version, principal.tokens())
+        index = self.isolated_indexes.get(key)
+        if index is None:
+            pairs = self.readable_texts(principal)
+            index = IsolatedBM25([cid for cid, _ in pairs], [text for _, text in pairs])
+            # A write between reading the version and the rows would file newer rows under an older version.
+            if self.version() == version:
+                self.isolated_indexes.put(key, index)
+        return index
+
+    def readable_texts(self, principal: Principal) -> list[tuple[str, str]]:
+        """(chunk id, search text) of every chunk the principal may read, by id (ACL filter in the query)."""
+        if self.count() == 0:
+            return []
+        rows = (
+            self.table.search()
+            .where(acl_filter(principal))
+            .select(["chunk_id", "search_text"])
+            .limit(None)
+            .to_arrow()
+        )
+        pairs = zip(rows["chunk_id"].to_pylist(), rows["search_text"].to_pylist(), strict=True)
+        return sorted((cid, text or "") for cid, text in pairs)
 
     def dense_search(self, vector: np.ndarray, principal: Principal, k: int) -> list[tuple[str, float]]:
         """Exact cosine search over chunks the principal may read (ACL pre-filter in the query)."""
@@ -256,6 +296,15 @@ class LanceStore:
             version = self.version()
         self._checked = (version, rows)
         return rows
+
+    def chunk_index(self) -> list[ChunkRow]:
+        """Every chunk's id, document, path, document hash and ACL."""
+        if self.count() == 0:
+            return []
+        cols = ["chunk_id", "doc_id", "source_path", "doc_hash", "acl"]
+        rows = self.table.search().select(cols).limit(None).to_arrow().to_pylist()
+        return [ChunkRow(r["chunk_id"], r["doc_id"], r["source_path"], r["doc_hash"], tuple(r["acl"] or ()))
+                for r in rows]
 
     def count(self) -> int:
         """Number of stored chunks."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import math
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -12,17 +15,18 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from ragtune.errors import DataError
+from ragtune.errors import ConfigError, DataError
 from ragtune.models.embedder import MiniLMEmbedder
 from ragtune.tuning.audit import AuditReport, audit_labels
-from ragtune.tuning.base import Progress, build_classifier
-from ragtune.tuning.data import LabelledData, load_labelled
+from ragtune.tuning.base import Progress, TextClassifier, build_classifier, classifier_class
+from ragtune.tuning.data import LabelledData, LoadProgress, load_labelled
 from ragtune.tuning.evaluate import ClassificationEvaluator
-from ragtune.tuning.registry import ModelCard, Registry, new_card
+from ragtune.tuning.registry import ModelCard, Registry, check_name, new_card
 from ragtune.tuning.report import write_report
 
 FEW_SHOT_PER_CLASS = 32
 LARGE_DATA = 3000
+AUTO_METHODS = ("head", "finetune")  # what choose_method can return
 
 
 def choose_method(labels: list[str]) -> tuple[str, str]:
@@ -52,8 +56,24 @@ class TrainResult:
     report_html: Path
 
 
+def check_splittable(data: LabelledData) -> None:
+    """A held-out split needs two or more classes, each with at least 2 examples (one to train on, one to
+    test); raise :class:`DataError` naming the classes that have fewer."""
+    counts = Counter(data.labels)
+    if len(counts) < 2:
+        raise DataError(f"cannot train: only one class ({next(iter(counts), 'none')}) in {data.source}: a "
+                        "classifier needs two or more")
+    few = sorted(c for c, n in counts.items() if n < 2)
+    if few:
+        shown = ", ".join(few[:10]) + (f" and {len(few) - 10} more" if len(few) > 10 else "")
+        raise DataError(f"{data.source}: each class needs at least 2 examples to hold out a test set (one to "
+                        f"train on, one to test); {len(few)} of {len(counts)} classes have only 1: {shown}; add "
+                        "examples, remove those classes, or pass --test FILE")
+
+
 def split_data(data: LabelledData, test_size: float, seed: int) -> tuple[LabelledData, LabelledData]:
-    """Stratified train/test split (plain split when some class has a single example)."""
+    """Stratified train/test split (plain split when some class has a single example; ``train_classifier``
+    refuses such data first with :func:`check_splittable`)."""
     counts = Counter(data.labels)
     stratify = data.labels if min(counts.values()) >= 2 else None
     idx = np.arange(len(data))
@@ -65,9 +85,76 @@ def split_data(data: LabelledData, test_size: float, seed: int) -> tuple[Labelle
 
     def subset(ix: np.ndarray, part: str) -> LabelledData:
         return LabelledData([data.texts[i] for i in ix], [data.labels[i] for i in ix],
-                            f"{data.source}#{part}", data.sha256)
+                            f"{data.source}#{part}", data.sha256, data.encoding)
 
     return subset(tr, "train"), subset(te, "test")
+
+
+def _settings(method: str) -> list[str]:
+    """The settings (constructor parameters) of a method."""
+    return [p for p in inspect.signature(classifier_class(method).__init__).parameters if p != "self"]
+
+
+def check_method(method: str, params: dict[str, Any]) -> TextClassifier | None:
+    """Refuse an unknown method or setting before any data is read: the classifier for ``method`` (None for
+    ``auto``, whose method depends on the data; then every setting must belong to a method auto can pick)."""
+    if method != "auto":
+        clf = build_classifier(method, params)
+        specs = clf.member_specs() if hasattr(clf, "member_specs") else []  # an ensemble: check its members
+        for spec in specs:
+            build_classifier(spec["method"], {k: v for k, v in spec.items() if k != "method"})
+        return clf
+    known = {m: _settings(m) for m in AUTO_METHODS}
+    unknown = sorted(k for k in params if not any(k in valid for valid in known.values()))
+    if unknown:
+        raise ConfigError(f"--method auto picks {' or '.join(AUTO_METHODS)}, and neither has setting(s) "
+                          f"{', '.join(map(repr, unknown))}; "
+                          + "; ".join(f"{m}'s settings are: {', '.join(v)}" for m, v in known.items()))
+    return None
+
+
+def load_progress(progress: Progress | None, path: Path) -> LoadProgress | None:
+    """A data-loading callback that reports to a training ``Progress``: phase ``load <file>``, megabytes read
+    of the file's size, and the rows read so far as the ``rows`` metric."""
+    if progress is None:
+        return None
+    phase = f"load {Path(path).name}"
+
+    def report(rows: int, done: int, size: int) -> None:
+        total = max(1, math.ceil(size / 1e6))
+        progress(phase, min(total, math.ceil(done / 1e6)), total, {"rows": float(rows)})
+
+    return report
+
+
+def _count(n: float) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k" if n >= 1e4 else f"{n:.0f}"
+
+
+class PlainProgress:
+    """A ``Progress`` for a log rather than a terminal: one plain line when a phase starts or ends, and at most
+    one every ``interval`` seconds in between (e.g. ``load data.csv: 1.2M rows, 105/201 MB``)."""
+
+    def __init__(self, write: Callable[[str], None], interval: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.write, self.interval, self.clock = write, interval, clock
+        self.phase: str | None = None
+        self.last = 0.0
+
+    def __call__(self, phase: str, step: int, total: int, metrics: dict[str, float]) -> None:
+        now = self.clock()
+        done = total > 0 and step >= total
+        if phase == self.phase and not done and now - self.last < self.interval:
+            return
+        if phase == self.phase and done and self.last < 0:  # this phase's end is already reported
+            return
+        self.phase, self.last = phase, -1.0 if done else now
+        if phase.startswith("load "):
+            self.write(f"{phase}: {_count(metrics.get('rows', 0))} rows, {step}/{total} MB"
+                       + (" (done)" if done else ""))
+            return
+        info = "".join(f", {k} {v:.4g}" for k, v in metrics.items())
+        self.write(f"{phase}: {step}/{total}{info}")
 
 
 def train_classifier(
@@ -88,34 +175,55 @@ def train_classifier(
 ) -> TrainResult:
     """Train, evaluate and register a classifier; blocking audit findings raise :class:`DataError`.
 
+    The model name, the method and its settings are checked before any data is read; the data (each class
+    with 2 or more examples when the test set is held out of it) before the audit. ``progress`` also hears
+    of loading (``load <file>``: megabytes read, ``rows``) and of the audit.
+
     ``label_names`` adds one training example per class whose text is the label's name (after the audit and the
     test split, so it never reaches the test data)."""
+    # Everything that needs no data is checked first, so a typo never costs a load, an audit and a fit.
+    check_name(name)
+    settings = {"random_state": seed, **(params or {})}
+    clf = check_method(method, settings)
+    for path in (data_path, test_path):
+        if path is not None and not Path(path).is_file():
+            raise DataError(f"{path}: no such file")
     registry = Registry(models_root)
-    data = load_labelled(data_path, text_col, label_col)
+    data = load_labelled(data_path, text_col, label_col, progress=load_progress(progress, data_path))
     if test_path is not None:
-        train, test = data, load_labelled(test_path, text_col, label_col)
+        train = data
+        test = load_labelled(test_path, text_col, label_col, progress=load_progress(progress, test_path))
+        if len(set(train.labels)) < 2:
+            raise DataError(f"cannot train: only one class ({train.labels[0]}) in {train.source}: a classifier "
+                            "needs two or more")
     else:
-        if len(set(data.labels)) < 2:
-            train, test = data, data  # the audit below reports the real problem
-        else:
-            train, test = split_data(data, test_size, seed)
-    embedder = MiniLMEmbedder()
-    audit = audit_labels(train, embedder, test if test_path is not None else None)
-    if on_audit:
-        on_audit(audit, train)
-    if audit.blocking:
-        raise DataError("cannot train: " + "; ".join(audit.blocking))
+        check_splittable(data)
+        train, test = split_data(data, test_size, seed)
     unknown = sorted(set(test.labels) - set(train.labels))
     if unknown:
         n = sum(label in unknown for label in test.labels)
         raise DataError(f"the test data has {n} example(s) with label(s) never seen in training: "
                         f"{', '.join(unknown[:10])}; remove them or add training examples")
     reason = "chosen by you"
-    if method == "auto":
+    if clf is None:
         method, reason = choose_method(train.labels)
+        try:
+            clf = build_classifier(method, settings)
+        except ConfigError as exc:
+            raise ConfigError(f"--method auto chose {method} ({reason.split(':')[0]}): {exc}; pass --method "
+                              "to choose the method these settings are for") from exc
+    embedder = MiniLMEmbedder()
+    if progress:
+        progress("audit", 0, 1, {})
+    audit = audit_labels(train, embedder, test if test_path is not None else None)
+    if progress:
+        progress("audit", 1, 1, {})
+    if on_audit:
+        on_audit(audit, train)
+    if audit.blocking:
+        raise DataError("cannot train: " + "; ".join(audit.blocking))
     if on_method:
         on_method(method, reason)
-    clf = build_classifier(method, {"random_state": seed, **(params or {})})
     fit_data = train.with_label_names() if label_names else train
     clf.fit(fit_data.texts, fit_data.labels, progress=progress)
     metrics = ClassificationEvaluator(test.texts, test.labels)(clf)

@@ -1,0 +1,83 @@
+"""The project's ingested roots: real folder (or file) paths, each with the ``--acl`` default it was ingested with.
+
+Roots never overlap: ingesting a path inside a root syncs that part of the root, and ingesting a folder that
+holds roots absorbs them. So every file has at most one root, and its default ACL has one source of truth.
+The roots are written (atomically) before the first batch of a first ingest, so a killed run is resumable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ragtune.core import Acl
+from ragtune.errors import ConfigError
+
+ROOTS_FILE = "roots.json"
+
+
+def is_within(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies below it (lexically; pass real paths)."""
+    return path == folder or folder in path.parents
+
+
+def source_prefix_matches(source_path: str, scope: Path) -> bool:
+    """Whether a stored document path lies at or under ``scope``."""
+    s = str(scope)
+    return source_path == s or source_path.startswith(s.rstrip(os.sep) + os.sep)
+
+
+@dataclass
+class RootSet:
+    """Ingested roots (real paths) and their default ACLs (``None``: no default, so nobody)."""
+
+    roots: dict[Path, Acl | None] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[Path]:
+        return iter(sorted(self.roots))
+
+    def __len__(self) -> int:
+        return len(self.roots)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self.roots
+
+    def containing(self, real_path: Path) -> Path | None:
+        """The root at or above ``real_path``, if any (roots never overlap, so there is at most one)."""
+        for root in self.roots:
+            if is_within(real_path, root):
+                return root
+        return None
+
+    def inside(self, real_path: Path) -> list[Path]:
+        """Roots at or below ``real_path``."""
+        return sorted(r for r in self.roots if is_within(r, real_path))
+
+    def default_for(self, real_path: Path) -> Acl | None:
+        """The ``--acl`` default of the root holding ``real_path``."""
+        root = self.containing(real_path)
+        return self.roots[root] if root is not None else None
+
+
+def load_roots(index_dir: Path) -> RootSet:
+    """The roots recorded in ``index_dir``; an unreadable file is a clear error, never an empty set."""
+    path = index_dir / ROOTS_FILE
+    if not path.is_file():
+        return RootSet()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return RootSet({Path(k): (Acl.from_tokens(list(v)) if v else None) for k, v in data.items()})
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{path} is damaged ({exc}); fix it, or re-ingest every folder after removing it") from exc
+
+
+def save_roots(index_dir: Path, roots: RootSet) -> None:
+    """Write the roots atomically (temporary file, then rename)."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    data = {str(k): (v.tokens() if v else []) for k, v in sorted(roots.roots.items())}
+    tmp = index_dir / (ROOTS_FILE + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    tmp.replace(index_dir / ROOTS_FILE)
