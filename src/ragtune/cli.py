@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -26,11 +25,24 @@ from rich.table import Table
 from rich.text import Text
 
 from ragtune.advisor.cli import advise_guide
+from ragtune.cli_common import (
+    GroupsOpt,
+    JsonOpt,
+    ProjectOpt,
+    UserOpt,
+    _exit_if_failed,
+    _principal,
+    _print_report,
+    _progress,
+    _RichSyncProgress,
+    err,
+    out,
+)
 from ragtune.config import GeneratorSettings, init_project, load_settings
 from ragtune.core import Answer, Hit, Principal
 from ragtune.errors import ConfigError, RagtuneError
+from ragtune.index_cli import check, roots_app, sources
 from ragtune.ingest.acl import parse_acl_option
-from ragtune.ingest.sync import SyncReport
 from ragtune.project import Project
 from ragtune.verify.cli import verify_app
 
@@ -43,93 +55,6 @@ app = typer.Typer(
     rich_markup_mode="markdown",  # docstring paragraphs re-wrap to the terminal width
     add_completion=False,
 )
-out = Console(soft_wrap=True)  # long paths and answers stay on one line when piped or captured
-err = Console(stderr=True, soft_wrap=True)
-
-ProjectOpt = Annotated[
-    Path | None,
-    typer.Option("--project", "-p", help="Project folder (default: found from the current folder upwards)."),
-]
-UserOpt = Annotated[str, typer.Option("--user", "-u", help="User to run the query as (required: no user, no access).")]
-GroupsOpt = Annotated[str, typer.Option("--groups", "-g", help="Comma-separated groups of the user, e.g. legal,staff.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _principal(user: str, groups: str) -> Principal:
-    return Principal(user.strip(), frozenset(g.strip() for g in groups.split(",") if g.strip()))
-
-
-class _RichSyncProgress:
-    """Progress bar over files, with chunks embedded and their throughput."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.task = progress.add_task("ingest", total=None, chunks=0, rate="")
-        self.chunks = 0
-
-    def start(self, total_files: int) -> None:
-        self.progress.update(self.task, total=total_files)
-
-    def file_done(self, path: Path, status: str) -> None:
-        self.progress.update(self.task, advance=1, description=f"{status:9s} {escape(path.name[:30]):30s}")
-
-    def chunks_embedded(self, n: int) -> None:
-        self.chunks += n
-        elapsed = self.progress.tasks[self.task].elapsed or 1e-9
-        self.progress.update(self.task, chunks=self.chunks, rate=f"{self.chunks / elapsed:.0f} chunks/s")
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("files · {task.fields[chunks]} chunks {task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=err,
-        transient=False,
-        disable=not err.is_terminal and not sys.stderr.isatty(),
-    )
-
-
-EXIT_FILES_FAILED = 3  # ingest/sync/check: the command ran, but some files (or roots) failed; see the report
-
-
-def _print_report(report: SyncReport, root: Path) -> None:
-    out.print(
-        f"[bold]{escape(str(root))}[/bold]: {report.ingested} ingested, {report.unchanged} unchanged, "
-        f"{report.updated} updated, {report.reacl} re-permissioned, {report.deleted} deleted, "
-        f"{len(report.failed)} failed, {len(report.skipped)} skipped "
-        f"({report.chunks_embedded} chunks embedded in {report.seconds:.1f}s)"
-    )
-    for path, reason in report.failed:
-        out.print(f"  [red]failed[/red] {escape(path)}: {escape(reason)}")
-    for path in report.locked_out:
-        out.print(f"  [red]now readable by nobody[/red] until its ACL is fixed: {escape(path)}")
-    for path, reason in report.skipped[:20]:
-        out.print(f"  [dim]skipped[/dim] {escape(path)}: {escape(reason)}")
-    if len(report.skipped) > 20:
-        out.print(f"  … and {len(report.skipped) - 20} more skipped")
-    if report.no_acl:
-        out.print(
-            f"  [yellow]{len(report.no_acl)} document(s) have no ACL and are retrievable by nobody[/yellow] "
-            "(add `acl:` front matter, an _acl.yaml in the folder, or --acl):"
-        )
-        for path in report.no_acl[:10]:
-            out.print(f"    {escape(path)}")
-        if len(report.no_acl) > 10:
-            out.print(f"    … and {len(report.no_acl) - 10} more")
-
-
-def _exit_if_failed(reports: list[SyncReport]) -> None:
-    failed = sum(len(r.failed) for r in reports)
-    if failed:
-        err.print(f"[red]{failed} file(s) or folder(s) failed[/red] (listed above); exit status {EXIT_FILES_FAILED}")
-        raise typer.Exit(EXIT_FILES_FAILED)
-
-
 @app.command()
 def init(
     directory: Annotated[Path, typer.Argument(help="Folder to create the project in.")] = Path("."),
@@ -303,125 +228,6 @@ def search(
         )
     out.print(t)
     out.print(_latency_table(result.latency_ms))
-
-
-@app.command()
-def sources(
-    user: Annotated[str | None, typer.Option("--user", "-u", help="Only documents this user may read.")] = None,
-    groups: GroupsOpt = "",
-    remove: Annotated[Path | None, typer.Option("--remove", help="Remove the documents stored at or under this "
-                                                "path from the index (a file still under an ingested folder "
-                                                "comes back at the next sync: delete or move it, or "
-                                                "`ragtune roots remove` its folder).")] = None,
-    json_out: JsonOpt = False,
-    project: ProjectOpt = None,
-) -> None:
-    """List ingested documents with chunk counts, ACLs, modification time and last sync.
-
-    Without --user this is the admin view: every document, whoever may read it. With --user (and --groups)
-    only the documents that principal may read are listed.
-    """
-    proj = Project.open(project)
-    if remove is not None:
-        gone = proj.remove_sources(remove)
-        if not gone:
-            raise RagtuneError(f"no stored document at or under {remove}; see `ragtune sources`")
-        out.print(f"removed {len(gone)} document(s) from the index", markup=False)
-        return
-    principal = _principal(user, groups) if user is not None else None
-    docs = proj.sources(principal)
-    if json_out:
-        out.print_json(json.dumps([asdict(d) for d in docs]))
-        return
-    if principal is None:
-        err.print("[dim]admin view: every document, whoever may read it (--user NAME lists what one user may "
-                  "read)[/dim]")
-    if not docs:
-        out.print("no documents ingested yet: run `ragtune ingest PATH`" if principal is None
-                  else f"no document readable by {escape(principal.user)}")
-        return
-    t = Table(show_header=True)
-    t.add_column("source", overflow="fold")
-    for col in ("chunks", "acl", "modified", "synced"):
-        t.add_column(col)
-
-    def when(ts: float) -> str:
-        return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
-
-    for d in docs:
-        acl = Text(", ".join(d.acl)) if d.acl else Text("(none: nobody)", style="red")
-        t.add_row(Text(d.source_path), str(d.chunks), acl, when(d.mtime), when(d.synced_at))
-    out.print(t)
-
-
-roots_app = typer.Typer(help="The folders (and files) ingested into the project, which `ragtune sync` re-syncs.",
-                        no_args_is_help=True)
-app.add_typer(roots_app, name="roots")
-
-
-@roots_app.command("list")
-def roots_list(json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
-    """Every ingested root with its --acl default and whether it still exists."""
-    roots = Project.open(project).roots()
-    rows: list[dict[str, Any]] = []
-    for r in roots:
-        default = roots.roots[r]
-        rows.append({"root": str(r), "acl": default.tokens() if default else [], "exists": r.exists()})
-    if json_out:
-        out.print_json(json.dumps(rows))
-        return
-    if not rows:
-        out.print("no roots yet: run `ragtune ingest PATH`")
-        return
-    t = Table(show_header=True)
-    for col in ("root", "default acl", "exists"):
-        t.add_column(col)
-    for row in rows:
-        t.add_row(Text(str(row["root"])), Text(", ".join(row["acl"]) or "(none: nobody)"),
-                  "yes" if row["exists"] else "[red]missing[/red]")
-    out.print(t)
-
-
-@roots_app.command("remove")
-def roots_remove(path: Annotated[Path, typer.Argument(help="An ingested root, as `roots list` shows it.")],
-                 project: ProjectOpt = None) -> None:
-    """Forget an ingested root and remove its documents from the index now."""
-    n = Project.open(project).remove_root(path)
-    out.print(f"removed root {path} and its {n} document(s)", markup=False, highlight=False)
-
-
-@app.command()
-def check(
-    repair: Annotated[bool, typer.Option("--repair", help="Remove what is damaged, then re-sync every root "
-                                         "(documents still on disk are re-ingested).")] = False,
-    json_out: JsonOpt = False,
-    project: ProjectOpt = None,
-) -> None:
-    """Check the index: duplicate chunk ids, documents whose chunks disagree, documents under no ingested
-    root, documents whose file is gone. Exit status 3 when something needs repair (and --repair was not given).
-    """
-    proj = Project.open(project)
-    with _progress() as bar:
-        report = proj.check(repair=repair, progress=_RichSyncProgress(bar))
-    problems = {"duplicate chunk ids": report.duplicate_chunks, "inconsistent documents": report.inconsistent,
-                "documents under no root": report.orphans, "documents whose file is gone": report.missing_files}
-    if json_out:
-        out.print_json(json.dumps({"chunks": report.chunks, "documents": report.documents, "ok": report.ok,
-                                   "repaired": repair and not report.ok,
-                                   **{k.replace(" ", "_"): v for k, v in problems.items()}}))
-    else:
-        out.print(f"{report.chunks} chunks in {report.documents} documents")
-        for label, ids in problems.items():
-            if ids:
-                out.print(f"  [red]{len(ids)} {label}[/red]")
-                for i in ids[:10]:
-                    out.print(f"    {escape(i)} {escape(report.details.get(i, ''))}")
-        if report.ok:
-            out.print("[green]index is consistent[/green]")
-        elif repair:
-            out.print(f"[green]repaired[/green]: removed {len(report.damaged)} document(s) and re-synced every root")
-    if not report.ok and not repair:
-        raise typer.Exit(EXIT_FILES_FAILED)
 
 
 models_app = typer.Typer(help="List, inspect and delete trained classifiers in the project's registry.",
@@ -648,6 +454,9 @@ def run_pipeline(
     out.print(_latency_table(result.latency_ms))
 
 
+app.command()(sources)
+app.add_typer(roots_app, name="roots")
+app.command()(check)
 app.command("advise")(advise_guide)
 app.add_typer(verify_app, name="verify")
 
@@ -657,8 +466,6 @@ def main() -> None:
     try:
         app()
     except RagtuneError as exc:
-        from rich.markup import escape
-
         from ragtune.security.redact import redact
 
         # Redact: a message may quote a URL or a server's reply; escape: it may quote a path or a document.

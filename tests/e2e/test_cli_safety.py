@@ -8,7 +8,8 @@ from pathlib import Path
 from helpers import write
 from typer.testing import CliRunner
 
-from ragtune.cli import EXIT_FILES_FAILED, app
+from ragtune.cli import app
+from ragtune.cli_common import EXIT_FILES_FAILED
 
 runner = CliRunner()
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.prompt import Confirm, IntPrompt, Prompt
 
 from ragtune.advisor.guide import (
@@ -229,10 +230,10 @@ def _advise_from_evidence(docs: Path | None, questions: Path | None, labels: Pat
     console = Console()
     console.print(f"Recommendation from the evidence: [bold]{winner}[/bold]")
     for r in evidence.decision.reasons:
-        console.print(f"  • {r}", highlight=False)
+        console.print(f"  • {escape(r)}", highlight=False)
     for w in evidence.decision.warnings:
-        console.print(f"  [yellow]![/yellow] {w}", highlight=False)
+        console.print(f"  [yellow]![/yellow] {escape(w)}", highlight=False)
     if guide is not None and guide.winner != winner:
         console.print(f"The decision guide's answers point to [bold]{guide.winner}[/bold]; the measurements on "
                       f"your data point to [bold]{winner}[/bold]. The report shows both.")
-    console.print(f"report: {html} (and report.md, evidence.json)")
+    console.print(f"report: {escape(str(html))} (and report.md, evidence.json)")

@@ -1,0 +1,144 @@
+"""Index maintenance commands: ``sources`` (list or remove documents), ``roots`` (ingested folders), ``check``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from ragtune.cli_common import (
+    EXIT_FILES_FAILED,
+    GroupsOpt,
+    JsonOpt,
+    ProjectOpt,
+    _principal,
+    _progress,
+    _RichSyncProgress,
+    err,
+    out,
+)
+from ragtune.errors import RagtuneError
+from ragtune.project import Project
+
+
+def sources(
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Only documents this user may read.")] = None,
+    groups: GroupsOpt = "",
+    remove: Annotated[Path | None, typer.Option("--remove", help="Remove the documents stored at or under this "
+                                                "path from the index (a file still under an ingested folder "
+                                                "comes back at the next sync: delete or move it, or "
+                                                "`ragtune roots remove` its folder).")] = None,
+    json_out: JsonOpt = False,
+    project: ProjectOpt = None,
+) -> None:
+    """List ingested documents with chunk counts, ACLs, modification time and last sync.
+
+    Without --user this is the admin view: every document, whoever may read it. With --user (and --groups)
+    only the documents that principal may read are listed.
+    """
+    proj = Project.open(project)
+    if remove is not None:
+        gone = proj.remove_sources(remove)
+        if not gone:
+            raise RagtuneError(f"no stored document at or under {remove}; see `ragtune sources`")
+        out.print(f"removed {len(gone)} document(s) from the index", markup=False)
+        return
+    principal = _principal(user, groups) if user is not None else None
+    docs = proj.sources(principal)
+    if json_out:
+        out.print_json(json.dumps([asdict(d) for d in docs]))
+        return
+    if principal is None:
+        err.print("[dim]admin view: every document, whoever may read it (--user NAME lists what one user may "
+                  "read)[/dim]")
+    if not docs:
+        out.print("no documents ingested yet: run `ragtune ingest PATH`" if principal is None
+                  else f"no document readable by {escape(principal.user)}")
+        return
+    t = Table(show_header=True)
+    t.add_column("source", overflow="fold")
+    for col in ("chunks", "acl", "modified", "synced"):
+        t.add_column(col)
+
+    def when(ts: float) -> str:
+        return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+    for d in docs:
+        acl = Text(", ".join(d.acl)) if d.acl else Text("(none: nobody)", style="red")
+        t.add_row(Text(d.source_path), str(d.chunks), acl, when(d.mtime), when(d.synced_at))
+    out.print(t)
+
+
+roots_app = typer.Typer(help="The folders (and files) ingested into the project, which `ragtune sync` re-syncs.",
+                        no_args_is_help=True)
+
+
+@roots_app.command("list")
+def roots_list(json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
+    """Every ingested root with its --acl default and whether it still exists."""
+    roots = Project.open(project).roots()
+    rows: list[dict[str, Any]] = []
+    for r in roots:
+        default = roots.roots[r]
+        rows.append({"root": str(r), "acl": default.tokens() if default else [], "exists": r.exists()})
+    if json_out:
+        out.print_json(json.dumps(rows))
+        return
+    if not rows:
+        out.print("no roots yet: run `ragtune ingest PATH`")
+        return
+    t = Table(show_header=True)
+    for col in ("root", "default acl", "exists"):
+        t.add_column(col)
+    for row in rows:
+        t.add_row(Text(str(row["root"])), Text(", ".join(row["acl"]) or "(none: nobody)"),
+                  "yes" if row["exists"] else "[red]missing[/red]")
+    out.print(t)
+
+
+@roots_app.command("remove")
+def roots_remove(path: Annotated[Path, typer.Argument(help="An ingested root, as `roots list` shows it.")],
+                 project: ProjectOpt = None) -> None:
+    """Forget an ingested root and remove its documents from the index now."""
+    n = Project.open(project).remove_root(path)
+    out.print(f"removed root {path} and its {n} document(s)", markup=False, highlight=False)
+
+
+def check(
+    repair: Annotated[bool, typer.Option("--repair", help="Remove what is damaged, then re-sync every root "
+                                         "(documents still on disk are re-ingested).")] = False,
+    json_out: JsonOpt = False,
+    project: ProjectOpt = None,
+) -> None:
+    """Check the index: duplicate chunk ids, documents whose chunks disagree, documents under no ingested
+    root, documents whose file is gone. Exit status 3 when something needs repair (and --repair was not given).
+    """
+    proj = Project.open(project)
+    with _progress() as bar:
+        report = proj.check(repair=repair, progress=_RichSyncProgress(bar))
+    problems = {"duplicate chunk ids": report.duplicate_chunks, "inconsistent documents": report.inconsistent,
+                "documents under no root": report.orphans, "documents whose file is gone": report.missing_files}
+    if json_out:
+        out.print_json(json.dumps({"chunks": report.chunks, "documents": report.documents, "ok": report.ok,
+                                   "repaired": repair and not report.ok,
+                                   **{k.replace(" ", "_"): v for k, v in problems.items()}}))
+    else:
+        out.print(f"{report.chunks} chunks in {report.documents} documents")
+        for label, ids in problems.items():
+            if ids:
+                out.print(f"  [red]{len(ids)} {label}[/red]")
+                for i in ids[:10]:
+                    out.print(f"    {escape(i)} {escape(report.details.get(i, ''))}")
+        if report.ok:
+            out.print("[green]index is consistent[/green]")
+        elif repair:
+            out.print(f"[green]repaired[/green]: removed {len(report.damaged)} document(s) and re-synced every root")
+    if not report.ok and not repair:
+        raise typer.Exit(EXIT_FILES_FAILED)
