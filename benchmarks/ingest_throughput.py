@@ -60,6 +60,7 @@ class TimedEmbedder:
         self.inner = inner
         self.name = inner.name
         self.dim = inner.dim
+        self.window = inner.window
         self.seconds = 0.0
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

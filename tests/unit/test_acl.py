@@ -263,3 +263,13 @@ def test_acl_file_not_utf8_raises_acl_error(tmp_path: Path) -> None:
 def test_bad_front_matter_acl_names_the_file(tree: Path) -> None:
     with pytest.raises(AclError, match=r"^memo\.md front matter: acl must be 'public'"):
         resolver(tree).resolve(tree / "memo.md", {"acl": "group:legal"})
+
+
+def test_an_unrelated_acl_yaml_above_the_roots_is_not_a_near_miss(tmp_path: Path) -> None:
+    put(tmp_path / "acl.yaml", "some: other tool's config\n")
+    root = tmp_path / "corpus"
+    root.mkdir()
+    assert resolver(root, default=ANN).resolve(root / "a.md", None) == ANN
+    put(tmp_path / "_ACL.yaml", "groups: [x]\n")
+    with pytest.raises(AclError, match="must be named _acl.yaml exactly"):
+        resolver(root, default=ANN).resolve(root / "a.md", None)

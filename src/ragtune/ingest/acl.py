@@ -145,15 +145,20 @@ class AclResolver:
             self._folders[f] = acl
         return acl
 
-    @staticmethod
-    def _acl_file_in(folder: Path) -> Path | None:
-        """``folder/_acl.yaml`` if present; a near-miss spelling there is an error."""
+    def _acl_file_in(self, folder: Path) -> Path | None:
+        """``folder/_acl.yaml`` if present; a near-miss spelling there is an error.
+
+        Above the roots only ``_acl.*`` spellings count: an unrelated ``acl.yaml`` in a home folder is not
+        taken for a misnamed ACL file of every corpus below it.
+        """
         try:
             names = os.listdir(folder)
         except OSError:
             names = []  # not listable (e.g. an ancestor with --x only): the exact name can still be checked
+        inside = self.roots.containing(Path(os.path.realpath(folder))) is not None
         for name in names:
-            if name != ACL_FILE and name.lower() in _ACL_FILE_SPELLINGS:
+            lowered = name.lower()
+            if name != ACL_FILE and lowered in _ACL_FILE_SPELLINGS and (inside or lowered.startswith("_acl")):
                 raise AclError(f"{folder / name}: ACL files must be named {ACL_FILE} exactly; rename it "
                                "(until then documents in that folder are readable by nobody)")
         own = folder / ACL_FILE
