@@ -16,11 +16,15 @@ import shlex
 import shutil
 import statistics
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# The retrieval metrics live in the package (one copy, BEIR / pytrec_eval conventions); re-exported for the scripts.
+from ragtune.evaluation.retrieval import dedupe as dedupe
+from ragtune.evaluation.retrieval import ndcg_at_k as ndcg_at_k
+from ragtune.evaluation.retrieval import recall_at_k as recall_at_k
 from ragtune.models.embedder import clear_embedding_cache as clear_embedding_cache  # re-exported for the scripts
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -147,34 +151,7 @@ def write_corpus(folder: Path, docs: Sequence[SciFactDoc]) -> str:
     return digest.hexdigest()
 
 
-# --- metrics (BEIR / pytrec_eval definitions, binary or graded relevance) --------------------------------
-
-
-def ndcg_at_k(ranked: Sequence[str], relevant: Mapping[str, int], k: int = 10) -> float:
-    """nDCG@k with gain = relevance and discount 1/log2(rank + 1); 0 when nothing is relevant."""
-    dcg = sum(relevant.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked[:k]))
-    ideal = sorted((g for g in relevant.values() if g > 0), reverse=True)[:k]
-    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
-    return dcg / idcg if idcg > 0 else 0.0
-
-
-def recall_at_k(ranked: Sequence[str], relevant: Mapping[str, int], k: int = 100) -> float:
-    """Share of the relevant documents found in the first ``k``; 0 when nothing is relevant."""
-    rel = {d for d, g in relevant.items() if g > 0}
-    if not rel:
-        return 0.0
-    return len(rel.intersection(ranked[:k])) / len(rel)
-
-
-def dedupe(ids: Iterable[str]) -> list[str]:
-    """Keep the first occurrence of each id (a document ranks at its best chunk)."""
-    seen: set[str] = set()
-    out: list[str] = []
-    for i in ids:
-        if i not in seen:
-            seen.add(i)
-            out.append(i)
-    return out
+# --- metrics ----------------------------------------------------------------------------------------
 
 
 def percentile(values: Sequence[float], q: float) -> float:

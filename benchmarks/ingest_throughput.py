@@ -61,7 +61,12 @@ class TimedEmbedder:
         self.name = inner.name
         self.dim = inner.dim
         self.window = inner.window
+        self.fingerprint = inner.fingerprint
         self.seconds = 0.0
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens per text, counted by the wrapped embedder (not timed: chunking's cost, not embedding's)."""
+        return self.inner.count_tokens(texts)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed with the wrapped embedder, timing the call."""

@@ -6,10 +6,7 @@ Secrets never live in ``ragtune.yaml``.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -19,11 +16,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from ragtune.config_checks import (  # noqa: F401 (CONFIG_NAME, ENV_PREFIX, PROJECT_DIR_ENV, find_project: re-exported)
+    CONFIG_NAME,
+    ENV_PREFIX,
+    PROJECT_DIR_ENV,
+    bad_json_variable,
+    check_folders,
+    choose_project,
+    find_project,
+    setting_origin,
+)
 from ragtune.errors import ConfigError
 
-CONFIG_NAME = "ragtune.yaml"
-ENV_PREFIX = "RAGTUNE_"
-PROJECT_DIR_ENV = "RAGTUNE_PROJECT_DIR"
 # Query parameters that carry credentials (``?api_key=``, ``?access_token=``, ``?sig=`` ...).
 _SECRET_PARAM = re.compile(r"(?i)key|token|secret|passw|pwd|auth|credential|signature|^sig$")
 
@@ -79,6 +83,19 @@ class RetrievalSettings(_Section):
     # BM25 statistics over the principal's readable chunks only (closes the side channel of index-wide IDF);
     # costs one index build per principal and store version, and hides raw BM25 scores.
     lexical_isolation: bool = False
+
+
+class StoreSettings(_Section):
+    """Which store backend holds the index (``lance``: LanceDB in ``store_path``, embedded, the default)."""
+
+    kind: Literal["lance"] = "lance"
+
+
+class RerankSettings(_Section):
+    """The optional reranking stage between fusion and fetch (``none``: fused order is final)."""
+
+    kind: Literal["none"] = "none"
+    candidates: int = Field(50, ge=1, le=1000)  # fused hits handed to the reranker
 
 
 class AnswerSettings(_Section):
@@ -141,10 +158,12 @@ class Settings(BaseSettings):
     project_dir: Path = Path(".")
     store_path: Path = Path("index")
     models_path: Path = Path("models")
+    store: StoreSettings = StoreSettings()
     embedder: EmbedderSettings = EmbedderSettings()
     ingest: IngestSettings = IngestSettings()
     chunking: ChunkingSettings = ChunkingSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
+    rerank: RerankSettings = RerankSettings()
     answer: AnswerSettings = AnswerSettings()
     generator: GeneratorSettings = GeneratorSettings()
 
@@ -190,145 +209,9 @@ class _EnvWithout(PydanticBaseSettingsSource):
         return {k: v for k, v in self._inner().items() if k not in self._fields}
 
 
-def find_project(start: Path | None = None) -> Path:
-    """The nearest folder at or above ``start`` (default: the current folder) holding ``ragtune.yaml``."""
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / CONFIG_NAME).is_file():
-            return folder
-    raise ConfigError(
-        f"no {CONFIG_NAME} found in {here} or its parents: run `ragtune init` there, or pass --project DIR"
-    )
-
-
-def _env_name(name: str) -> str | None:
-    """The environment variable named ``name``, matched without regard to case as pydantic-settings does."""
-    if name in os.environ:
-        return name
-    return next((k for k in os.environ if k.lower() == name.lower()), None)
-
-
-def _origin(loc: Sequence[int | str], path: Path) -> str:
-    """Where the setting at ``loc`` came from: an environment variable, else the settings file."""
-    keys = [str(k) for k in loc]
-    for i in range(len(keys), 0, -1):
-        var = _env_name(ENV_PREFIX + "__".join(keys[:i]).upper())
-        if var is None:
-            continue
-        if i == len(keys):
-            return f"environment variable {var}"
-        try:  # a section given as JSON, e.g. RAGTUNE_RETRIEVAL='{"top_k": 0}'
-            node: Any = json.loads(os.environ[var])
-        except ValueError:
-            continue
-        for key in keys[i:]:
-            if not (isinstance(node, dict) and key in node):
-                break
-            node = node[key]
-        else:
-            return f"environment variable {var} (key '{'.'.join(keys[i:])}')"
-    where = f"{path}: setting '{'.'.join(keys)}'" if keys else str(path)
-    prefix = (ENV_PREFIX + "__".join(keys) + "__").lower()
-    deeper = sorted(k for k in os.environ if keys and k.lower().startswith(prefix))
-    if deeper:
-        where += f" (with environment variable{'s' if len(deeper) > 1 else ''} {', '.join(deeper)})"
-    return where
-
-
-def _bad_json_variable(exc: SettingsError) -> str:
-    """The ``RAGTUNE_<SECTION>`` variable whose value is not valid JSON."""
-    for name, field in Settings.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            var = _env_name(ENV_PREFIX + name.upper())
-            if var is not None:
-                try:
-                    json.loads(os.environ[var])
-                except ValueError:
-                    return var
-    found = re.search(r'field "(\w+)"', str(exc))
-    return (_env_name(ENV_PREFIX + found.group(1).upper()) or ENV_PREFIX + found.group(1).upper()) if found \
-        else f"a {ENV_PREFIX}* variable"
-
-
-def _uncreatable(folder: Path) -> str | None:
-    """Why ``folder`` cannot be created (None when it exists as a folder or could be made); creates nothing."""
-    try:
-        if folder.exists():
-            return None if folder.is_dir() else f"{folder} exists and is not a folder"
-        ancestor = folder.parent
-        while not ancestor.exists() and ancestor != ancestor.parent:
-            ancestor = ancestor.parent
-        if not ancestor.is_dir():
-            return f"{ancestor} is not a folder"
-    except OSError as exc:
-        return f"{folder} cannot be inspected ({exc.strerror or exc})"
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        return f"{ancestor} is not writable"
-    if hasattr(os, "statvfs"):
-        try:
-            if os.statvfs(ancestor).f_flag & getattr(os, "ST_RDONLY", 1):
-                return f"{ancestor} is on a read-only file system"
-        except OSError:
-            pass
-    fstype = _filesystem_type(ancestor)
-    if fstype in _PSEUDO_FILESYSTEMS:
-        return f"{ancestor} is on the {fstype} pseudo file system, which cannot hold files"
-    return None
-
-
-# Kernel file systems where no ordinary folder can be made, even by root (who passes every access check).
-_PSEUDO_FILESYSTEMS = frozenset({"proc", "sysfs", "devpts", "cgroup", "cgroup2", "securityfs", "debugfs", "tracefs",
-                                 "pstore", "bpf", "configfs", "fusectl", "mqueue", "binfmt_misc", "efivarfs"})
-
-
-def _filesystem_type(folder: Path) -> str | None:
-    """The type of the file system mounted nearest above ``folder`` (Linux only; None elsewhere)."""
-    try:
-        lines = Path("/proc/self/mounts").read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return None
-    target = str(folder.resolve())
-    best, best_type = "", None
-    for line in lines:
-        fields = line.split()
-        if len(fields) < 3:
-            continue
-        point = fields[1].replace("\\040", " ")
-        inside = target == point or target.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best):
-            best, best_type = point, fields[2]
-    return best_type
-
-
-def _choose_project(project: Path | None) -> Path:
-    """The project folder: ``project`` if given, else ``$RAGTUNE_PROJECT_DIR``, else found from the current folder.
-
-    When both the argument and the variable are given they must name the same folder.
-    """
-    var = _env_name(PROJECT_DIR_ENV)
-    raw = os.environ.get(var, "") if var else ""
-    from_env = Path(raw).expanduser().resolve() if raw.strip() else None
-    if project is not None:
-        project = project.expanduser().resolve()
-        if from_env is not None and from_env != project:
-            shown = raw if Path(raw).expanduser() == from_env else f"{raw} ({from_env})"
-            raise ConfigError(f"the project folder {project} (--project) and {var}={shown} differ: "
-                              f"unset {var} or drop --project, so only one of them chooses the project")
-        if not (project / CONFIG_NAME).is_file():
-            raise ConfigError(f"{project} is not a ragtune project (no {CONFIG_NAME}): run `ragtune init {project}`")
-        return project
-    if from_env is not None:
-        if not (from_env / CONFIG_NAME).is_file():
-            raise ConfigError(f"{var}={raw} names {from_env}, which is not a ragtune project (no {CONFIG_NAME}): "
-                              f"run `ragtune init {from_env}` or unset {var}")
-        return from_env
-    return find_project()
-
-
 def load_settings(project: Path | None = None) -> Settings:
     """Load the settings of the project at ``project`` (else ``$RAGTUNE_PROJECT_DIR``, else found from here)."""
-    project = _choose_project(project)
+    project = choose_project(project)
     path = project / CONFIG_NAME
     try:
         raw: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -340,19 +223,15 @@ def load_settings(project: Path | None = None) -> Settings:
     try:
         settings = Settings(**raw)
     except SettingsError as exc:
-        var = _bad_json_variable(exc)
+        var = bad_json_variable(exc, Settings)
         raise ConfigError(f"environment variable {var} is not valid JSON: fix or unset it, or set one key at a time "
                           f"as {var}__KEY=VALUE") from None
     except ValidationError as exc:
         # `from None`: the chained error would repeat the input, which may be a secret (e.g. a URL with a key).
         first = exc.errors()[0]
         message = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{_origin(first['loc'], path)}: {message}") from None
-    for key, folder in (("store_path", settings.index_dir), ("models_path", settings.models_dir)):
-        reason = _uncreatable(folder)
-        if reason is not None:
-            raise ConfigError(f"{_origin((key,), path)}: cannot create {folder}: {reason}; "
-                              f"point {key} at a writable folder")
+        raise ConfigError(f"{setting_origin(first['loc'], path)}: {message}") from None
+    check_folders(settings, path)
     return settings
 
 
@@ -362,6 +241,8 @@ CONFIG_TEMPLATE = """\
 
 # Where the index lives (LanceDB: vectors, BM25 full-text index, ACL columns), relative to this file.
 store_path: index
+store:
+  kind: lance          # the embedded LanceDB store (vectors, BM25, ACL columns, sync state) in store_path
 # Where trained classifiers are registered (one folder per model, one sub-folder per version).
 models_path: models
 
@@ -395,6 +276,10 @@ retrieval:
   lexical_weight: 1.0
   dense_weight: 1.0
   # lexical_isolation: true  # BM25 statistics over each user's readable chunks only (hides hidden-term IDF)
+
+rerank:
+  kind: none           # reorder the fused hits before they are fetched (none: the fused order is final)
+  candidates: 50       # fused hits handed to the reranker
 
 answer:
   min_relevance: 0.35  # abstain when no accessible chunk is at least this similar (cosine) to the question

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 
 from ragtune.errors import AclError
+from ragtune.text import head_line
 
 PUBLIC_TOKEN = "public"
 _NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}$")
@@ -154,7 +155,7 @@ class Chunk:
     @property
     def search_text(self) -> str:
         """What is embedded and BM25-indexed: title and section path give the text the context it lacks."""
-        head = " > ".join(p for p in (self.title, *self.section_path) if p)
+        head = head_line(self.title, self.section_path)
         return f"{head}\n{self.text}" if head else self.text
 
 
@@ -168,6 +169,7 @@ class Hit:
     dense_score: float | None = None
     lexical_rank: int | None = None
     dense_rank: int | None = None
+    rerank_score: float | None = None  # set when a reranking stage ordered the hits
 
 
 @dataclass(frozen=True)

@@ -39,3 +39,11 @@ class ModelNotFoundError(RagtuneError):
 
 class LockedError(RagtuneError):
     """Another process is writing to the project's index."""
+
+
+class GenerationError(RagtuneError):
+    """The generator could not be reached or returned no usable output."""
+
+
+class StructuredOutputError(RagtuneError):
+    """The generator's output did not match the required JSON schema, even after one retry."""

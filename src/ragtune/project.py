@@ -10,38 +10,67 @@ This is the Python entry point the CLI (and later the server) drives::
 from __future__ import annotations
 
 import os
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from ragtune.answer.extractive import ExtractiveAnswerer
 from ragtune.answer.generative import GenerativeAnswerer
 from ragtune.config import Settings, load_settings
 from ragtune.core import Acl, Answer, Principal
-from ragtune.errors import EmptyCorpusError, RagtuneError
+from ragtune.errors import ConfigError, EmptyCorpusError, RagtuneError
 from ragtune.ingest.check import CheckReport, check_index
-from ragtune.ingest.lock import write_lock
 from ragtune.ingest.roots import RootSet, load_roots, save_roots, source_prefix_matches
 from ragtune.ingest.sync import Syncer, SyncProgress, SyncReport, record_sync
 from ragtune.models.embedder import Embedder, make_embedder
-from ragtune.models.generator import make_generator
+from ragtune.models.generator import Generator, make_generator
 from ragtune.retrieval.hybrid import HybridRetriever, Retrieval
-from ragtune.store.base import DocRecord
-from ragtune.store.lance import LanceStore
+from ragtune.retrieval.rerank import Reranker, make_reranker
+from ragtune.store.base import DocRecord, Store
+
+if TYPE_CHECKING:
+    from ragtune.tuning.base import TextClassifier
+    from ragtune.tuning.registry import Registry
+    from ragtune.verify.groundedness import GroundednessChecker
 
 
 class Project:
-    """Settings plus lazily built store, embedder, retriever and answerer."""
+    """Settings plus every component they configure, each built once on first use.
 
-    def __init__(self, settings: Settings) -> None:
+    Components can be handed in (``embedder=``) to share an already loaded model, e.g. between a project and
+    the throwaway project an advisor bake-off runs in; everything else is built here and nowhere else.
+    """
+
+    def __init__(self, settings: Settings, *, embedder: Embedder | None = None) -> None:
         self.settings = settings
+        if embedder is not None:
+            self.__dict__["embedder"] = embedder  # fills the cached property
+        self._classifiers: dict[tuple[str, int | None], Any] = {}
+        self._checkers: dict[str, Any] = {}
 
     @classmethod
     def open(cls, project_dir: Path | str | None = None) -> Project:
         """Open the project at ``project_dir``, or the one found from the current folder."""
         return cls(load_settings(Path(project_dir) if project_dir is not None else None))
+
+    @classmethod
+    @contextmanager
+    def temporary(cls, *, embedder: Embedder | None = None, **sections: dict[str, Any]) -> Iterator[Project]:
+        """A throwaway project in a temporary folder (removed afterwards), e.g. for a bake-off.
+
+        ``sections`` override settings sections: ``Project.temporary(retrieval={"top_k": 5})``.
+        """
+        with tempfile.TemporaryDirectory(prefix="ragtune-tmp-") as tmp:
+            settings = Settings(project_dir=Path(tmp))
+            if sections:
+                settings = settings.model_copy(update={
+                    name: getattr(settings, name).model_copy(update=values) for name, values in sections.items()})
+            yield cls(settings, embedder=embedder)
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -50,32 +79,74 @@ class Project:
         return make_embedder(e.model, batch_size=e.batch_size, threads=e.threads, runtime=e.runtime)
 
     @cached_property
-    def store(self) -> LanceStore:
-        """The project's LanceDB store."""
-        return LanceStore(self.settings.index_dir, dim=self.embedder.dim)
+    def store(self) -> Store:
+        """The project's store (``store.kind``; ``lance``: LanceDB in ``store_path``)."""
+        kind = self.settings.store.kind
+        if kind == "lance":
+            from ragtune.store.lance import LanceStore
+
+            return LanceStore(self.settings.index_dir, dim=self.embedder.dim)
+        raise ConfigError(f"store.kind {kind!r} is not available")  # pragma: no cover - Literal-checked
+
+    @cached_property
+    def reranker(self) -> Reranker | None:
+        """The reranking stage ``rerank.kind`` names, or None."""
+        return make_reranker(self.settings.rerank.kind)
 
     @cached_property
     def retriever(self) -> HybridRetriever:
-        """Hybrid retriever configured from ``retrieval`` settings."""
+        """Hybrid retriever configured from ``retrieval`` and ``rerank`` settings."""
         r = self.settings.retrieval
         return HybridRetriever(
             self.store, self.embedder, top_k=r.top_k, lexical_k=r.lexical_k, dense_k=r.dense_k,
             rrf_k=r.rrf_k, lexical_weight=r.lexical_weight, dense_weight=r.dense_weight,
-            lexical_isolation=r.lexical_isolation,
+            lexical_isolation=r.lexical_isolation, reranker=self.reranker,
+            rerank_candidates=self.settings.rerank.candidates,
         )
+
+    @cached_property
+    def generator(self) -> Generator | None:
+        """The configured generator (``generator.kind``), or None for extractive answers."""
+        g = self.settings.generator
+        return make_generator(g.kind, g.base_url, g.model, g.api_key_env, threads=self.settings.embedder.threads)
+
+    @cached_property
+    def extractive_answerer(self) -> ExtractiveAnswerer:
+        """The answerer that quotes the sources (``answer`` settings), whatever the generator."""
+        a = self.settings.answer
+        return ExtractiveAnswerer(self.embedder, min_relevance=a.min_relevance, max_sentences=a.max_sentences,
+                                  context_chunks=a.context_chunks)
 
     @cached_property
     def answerer(self) -> ExtractiveAnswerer | GenerativeAnswerer:
         """The extractive answerer, or a generative one when ``generator.kind`` names a model."""
         a, g = self.settings.answer, self.settings.generator
-        generator = make_generator(g.kind, g.base_url, g.model, g.api_key_env, threads=self.settings.embedder.threads)
-        if generator is not None:
-            return GenerativeAnswerer(generator, self.embedder, min_relevance=a.min_relevance,
+        if self.generator is not None:
+            return GenerativeAnswerer(self.generator, self.embedder, min_relevance=a.min_relevance,
                                       context_chunks=a.context_chunks, max_tokens=g.max_tokens)
-        return ExtractiveAnswerer(
-            self.embedder, min_relevance=a.min_relevance, max_sentences=a.max_sentences,
-            context_chunks=a.context_chunks,
-        )
+        return self.extractive_answerer
+
+    @cached_property
+    def registry(self) -> Registry:
+        """The project's model registry (``models_path``)."""
+        from ragtune.tuning.registry import Registry
+
+        return Registry(self.settings.models_dir)
+
+    def classifier(self, name: str, version: int | None = None) -> TextClassifier:
+        """A registered classifier, loaded once per (name, version)."""
+        key = (name, version)
+        if key not in self._classifiers:
+            self._classifiers[key] = self.registry.load(name, version)
+        return cast("TextClassifier", self._classifiers[key])
+
+    def groundedness_checker(self, model: str) -> GroundednessChecker:
+        """The groundedness checker a model name selects, loaded once per name."""
+        if model not in self._checkers:
+            from ragtune.verify.groundedness import GroundednessChecker
+
+            self._checkers[model] = GroundednessChecker.from_registry(self.settings.models_dir, model)
+        return cast("GroundednessChecker", self._checkers[model])
 
     def _syncer(self) -> Syncer:
         c, i = self.settings.chunking, self.settings.ingest
@@ -86,7 +157,7 @@ class Project:
 
     def roots(self) -> RootSet:
         """The folders (and files) ingested so far, with their ``--acl`` defaults."""
-        return load_roots(self.settings.index_dir)
+        return load_roots(self.store.state)
 
     def ingest(self, path: Path, acl: Acl | None = None, progress: SyncProgress | None = None) -> SyncReport:
         """Sync one folder (or file) into the index; ``acl`` applies to files with no ACL of their own.
@@ -98,20 +169,24 @@ class Project:
         if not real.exists():
             raise RagtuneError(f"{path} does not exist; pass a folder or file to ingest")
         index_dir = self.settings.index_dir
-        with write_lock(index_dir, f"ingest {real}"):
-            roots = load_roots(index_dir)
+        state = self.store.state
+        with state.write_lock(f"ingest {real}"):
+            self._check_embedder(record=True)
+            roots = load_roots(state)
             _place_root(roots, real, acl)
-            save_roots(index_dir, roots)  # before the first batch, so a killed first ingest can be resumed
+            save_roots(state, roots)  # before the first batch, so a killed first ingest can be resumed
             report = self._syncer().sync(real, progress=progress, exclude=(index_dir,), roots=roots)
-            record_sync(index_dir, real, report)
+            record_sync(state, real, report)
         return report
 
     def sync(self, progress: SyncProgress | None = None) -> list[tuple[Path, SyncReport]]:
         """Re-sync every root. A missing root is reported and, unless ``ingest.keep_missing_roots``, loses its
         documents; the other roots are synced all the same. Documents under no root are removed."""
         index_dir = self.settings.index_dir
-        with write_lock(index_dir, "sync"):
-            roots = load_roots(index_dir)
+        state = self.store.state
+        with state.write_lock("sync"):
+            self._check_embedder(record=True)
+            roots = load_roots(state)
             if not roots and self.store.count() == 0:
                 raise EmptyCorpusError("nothing ingested yet: run `ragtune ingest PATH` first")
             out = []
@@ -121,7 +196,7 @@ class Project:
                     report = self._missing_root(root)
                 else:
                     report = syncer.sync(root, progress=progress, exclude=(index_dir,), roots=roots)
-                record_sync(index_dir, root, report)
+                record_sync(state, root, report)
                 out.append((root, report))
             orphans = [d.doc_id for d in self.store.documents()
                        if not any(source_prefix_matches(d.source_path, r) for r in roots)]
@@ -147,9 +222,9 @@ class Project:
 
     def remove_root(self, path: Path) -> int:
         """Forget an ingested root and remove its documents; returns how many were removed."""
-        index_dir = self.settings.index_dir
-        with write_lock(index_dir, "roots remove"):
-            roots = load_roots(index_dir)
+        state = self.store.state
+        with state.write_lock("roots remove"):
+            roots = load_roots(state)
             real = Path(os.path.realpath(path))
             root = real if real in roots else Path(os.path.abspath(path))
             if root not in roots:
@@ -158,12 +233,12 @@ class Project:
             docs = [d.doc_id for d in self.store.documents() if source_prefix_matches(d.source_path, root)]
             self.store.delete_documents(docs)
             del roots.roots[root]
-            save_roots(index_dir, roots)
+            save_roots(state, roots)
         return len(docs)
 
     def remove_sources(self, path: Path) -> list[DocRecord]:
         """Remove the documents stored at or under ``path`` (as listed by ``sources``); returns them."""
-        with write_lock(self.settings.index_dir, "sources --remove"):
+        with self.store.state.write_lock("sources --remove"):
             target = Path(os.path.abspath(path))
             real = Path(os.path.realpath(path))
             docs = [d for d in self.store.documents()
@@ -177,7 +252,7 @@ class Project:
         keep = self.settings.ingest.keep_missing_roots
         report = check_index(self.store, self.roots(), keep)
         if repair and not report.ok:
-            with write_lock(self.settings.index_dir, "check --repair"):
+            with self.store.state.write_lock("check --repair"):
                 report = check_index(self.store, self.roots(), keep)
                 self.store.delete_documents(report.damaged)
             if self.roots():
@@ -187,6 +262,22 @@ class Project:
     def _require_corpus(self) -> None:
         if self.store.count() == 0:
             raise EmptyCorpusError("the index is empty: run `ragtune ingest PATH` first")
+        self._check_embedder(record=False)
+
+    def _check_embedder(self, record: bool) -> None:
+        """Refuse to mix vectors of two models: the index records the fingerprint of the embedder that filled it."""
+        state, current = self.store.state, self.embedder.fingerprint
+        stored = state.meta().get("embedder")
+        if stored is None:
+            if record:
+                state.set_meta("embedder", current)
+            return
+        if stored != current:
+            raise ConfigError(
+                f"the index in {self.settings.index_dir} was built with embedder {stored}, but the project now uses "
+                f"{current}: vectors of two models cannot be searched together. Move that folder away and "
+                "ingest every root again (`ragtune roots list` shows them), or set embedder back in ragtune.yaml"
+            )
 
     def _ready(self, query: str) -> None:
         if not query.strip():

@@ -25,6 +25,7 @@ from ragtune.advisor.evidence import decide, measurably_better
 from ragtune.errors import DataError, RagtuneError
 from ragtune.ingest.sync import SyncReport, record_sync
 from ragtune.models.embedder import MiniLMEmbedder
+from ragtune.store.state import FolderSyncState
 from ragtune.tuning.data import load_labelled
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data"
@@ -70,15 +71,16 @@ def test_change_rate_comes_from_the_sync_log(tmp_path: Path) -> None:
     root = tmp_path / "docs"
     root.mkdir()
     day = 86_400.0
-    assert change_rate(tmp_path, 100) == (0, None)
-    record_sync(tmp_path, root, SyncReport(ingested=100), when=0.0)  # the initial load is not change
-    record_sync(tmp_path, root, SyncReport(updated=3, unchanged=97), when=7 * day)
-    record_sync(tmp_path, root, SyncReport(ingested=1, deleted=1, unchanged=98), when=14 * day)
-    syncs, rate = change_rate(tmp_path, 100)
+    state = FolderSyncState(tmp_path)
+    assert change_rate(state.sync_log(), 100) == (0, None)
+    record_sync(state, root, SyncReport(ingested=100), when=0.0)  # the initial load is not change
+    record_sync(state, root, SyncReport(updated=3, unchanged=97), when=7 * day)
+    record_sync(state, root, SyncReport(ingested=1, deleted=1, unchanged=98), when=14 * day)
+    syncs, rate = change_rate(state.sync_log(), 100)
     assert syncs == 3 and rate == pytest.approx(5 / 2 / 100)
     with open(tmp_path / "sync_log.jsonl", "a", encoding="utf-8") as fh:
         fh.write('{"time": 1')  # a torn last line (killed mid-write) is ignored
-    assert change_rate(tmp_path, 100)[0] == 3
+    assert change_rate(state.sync_log(), 100)[0] == 3
 
 
 # --- bake-offs on real data --------------------------------------------------------------------------------

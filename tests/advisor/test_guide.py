@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shlex
 from pathlib import Path
@@ -14,24 +15,14 @@ from helpers import write
 from typer.testing import CliRunner
 
 from ragtune.advisor import cli as advisor_cli
+from ragtune.advisor.answers import load_answers
 from ragtune.advisor.cli import advise_guide
-from ragtune.advisor.guide import (
-    ARCHITECTURES,
-    DISPLAY,
-    GUIDE_TABLE,
-    QUESTIONS,
-    Fit,
-    GuideAnswers,
-    Recommendation,
-    detect_mistakes,
-    load_answers,
-    pipeline_yaml,
-    rank,
-    recommend,
-    score,
-)
+from ragtune.advisor.guide import GUIDE_TABLE, Fit, Recommendation, rank, recommend, score
+from ragtune.advisor.mistakes import detect_mistakes
+from ragtune.advisor.pipeline_draft import pipeline_spec, pipeline_yaml
+from ragtune.advisor.questions import ARCHITECTURES, DISPLAY, QUESTIONS, GuideAnswers
 from ragtune.errors import ConfigError
-from ragtune.pipelines.spec import PipelineSpec
+from ragtune.pipelines.spec import PipelineSpec, load_pipeline
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "advisor"
 S, M, W, X = Fit.STRONG, Fit.MODERATE, Fit.WEAK, Fit.RULED_OUT
@@ -245,6 +236,26 @@ def test_pipeline_starting_point_is_a_valid_pipeline(case: dict[str, Any]) -> No
         assert kinds[-1] == "route"
         assert ("verify" in kinds) == (winner != "fine-tuning" and (a.citations or a.regulated)
                                        and (a.latency_ms is None or a.latency_ms >= 300))
+
+
+def test_every_pipeline_the_guide_can_suggest_round_trips_through_pipeline_spec(tmp_path: Path) -> None:
+    # The draft depends on the winner, the latency budget and citations/regulation only: cover them all.
+    seen: dict[str, PipelineSpec] = {}
+    for winner, latency, citations, regulated in itertools.product(
+            ARCHITECTURES, (None, 0, 100, 299, 300, 800, 1999, 2000, 5000), (True, False), (True, False)):
+        a = answers(latency_ms=latency, citations=citations, regulated=regulated)
+        spec, text = pipeline_spec(winner, a), pipeline_yaml(winner, a)
+        assert PipelineSpec.model_validate(yaml.safe_load(text)) == spec
+        assert PipelineSpec.model_validate(yaml.safe_load(spec.to_yaml())) == spec
+        seen[text] = spec
+    assert len(seen) == 7  # rag and hybrid: extractive / generated / generated + verify; fine-tuning: one
+    for n, (text, spec) in enumerate(seen.items()):
+        path = write(tmp_path / f"p{n}.yaml", text)
+        loaded = load_pipeline(path)
+        assert loaded == spec and loaded.to_yaml() == spec.to_yaml()
+    for case in (TRIAGE, POLICY_QA, COPILOT, BASE):  # what recommend suggests is one of them
+        rec = recommend(GuideAnswers(**case))
+        assert rec.pipeline_yaml == pipeline_yaml(rec.winner, GuideAnswers(**case)) and rec.pipeline_yaml in seen
 
 
 def test_next_steps_name_commands_that_exist() -> None:

@@ -25,7 +25,11 @@ class CountingEmbedder:
     def __init__(self, inner: MiniLMEmbedder) -> None:
         self.inner = inner
         self.name, self.dim, self.window = inner.name, inner.dim, inner.window
+        self.fingerprint = inner.fingerprint
         self.texts = 0
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return self.inner.count_tokens(texts)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         self.texts += len(texts)

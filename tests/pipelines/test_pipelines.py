@@ -18,6 +18,7 @@ from ragtune.pipelines.runner import LabelResult, PipelineResult, PipelineRunner
 from ragtune.pipelines.spec import Condition, builtin_names, load_pipeline
 from ragtune.project import Project
 from ragtune.tuning.base import NEEDS_REVIEW
+from ragtune.tuning.registry import Registry
 from ragtune.tuning.train import train_classifier
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data"
@@ -79,7 +80,7 @@ def test_conditions() -> None:
 def support(tmp_path_factory: pytest.TempPathFactory) -> Project:
     root = tmp_path_factory.mktemp("support")
     init_project(root)
-    train_classifier(root / "models", EXAMPLES / "banking77" / "train.csv", "triage", label_col="category",
+    train_classifier(Registry(root / "models"), EXAMPLES / "banking77" / "train.csv", "triage", label_col="category",
                      method="head")
     init_project(root / "help")
     Project.open(root / "help").ingest(EXAMPLES / "help" / "articles")
@@ -107,7 +108,7 @@ def test_support_triage_routes_and_drafts_self_service_replies(support: Project)
 def compliance(tmp_path_factory: pytest.TempPathFactory) -> Project:
     root = tmp_path_factory.mktemp("compliance")
     init_project(root)
-    train_classifier(root / "models", EXAMPLES / "policies" / "advisor_questions.csv", "policy-category",
+    train_classifier(Registry(root / "models"), EXAMPLES / "policies" / "advisor_questions.csv", "policy-category",
                      text_col="question", label_col="category", method="head")
     docs = root / "policies"
     for folder in ("public", "retail", "media"):  # two policies per folder, each folder with its ACL
@@ -141,3 +142,30 @@ def test_run_command_prints_the_pipeline_result_as_json(support: Project) -> Non
     data = json.loads(result.output)
     assert data["labels"]["intent"]["label"] == "pin_blocked" and data["route"] == "self-service"
     assert [Path(c["path"]).name for c in data["answer"]["citations"]][:1] == ["pin-blocked.md"]
+
+
+# --- YAML round trip and the advisor's starting points -----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", builtin_names())
+def test_to_yaml_reads_back_to_the_same_spec(tmp_path: Path, name: str) -> None:
+    spec = load_pipeline(name)
+    assert load_pipeline(write(tmp_path / "p.yaml", spec.to_yaml())) == spec
+
+
+@pytest.mark.parametrize("winner", ["rag", "fine-tuning", "hybrid"])
+def test_the_advisors_starting_pipeline_loads_and_runs(compliance: Project, tmp_path: Path, winner: str) -> None:
+    from ragtune.advisor.pipeline_draft import pipeline_yaml
+    from ragtune.advisor.questions import GuideAnswers
+
+    answers = GuideAnswers(task="answer-and-classification", knowledge_change="weekly", citations=False,
+                           structured_output=True, examples_per_class=60, fast_iteration=False, latency_ms=800,
+                           regulated=False)  # no verify step: that needs a trained groundedness checker
+    text = pipeline_yaml(winner, answers).replace("my-classifier", "policy-category")  # "rename the model"
+    spec = load_pipeline(write(tmp_path / "pipeline.yaml", text))
+    result = PipelineRunner(spec, compliance).run("Do you share my personal information for advertising?", ALICE)
+    assert result.route in {"automated", "human-review"}
+    assert ("label" in result.labels) == (winner != "rag")
+    assert (result.answer is not None) == (winner != "fine-tuning")
+    if result.answer is not None:
+        assert {Path(c.chunk.source_path).parent.name for c in result.answer.citations} <= {"public", "retail"}

@@ -14,8 +14,8 @@ from helpers import write
 from ragtune.config import init_project
 from ragtune.core import Acl, Principal
 from ragtune.errors import LockedError, RagtuneError
-from ragtune.ingest.lock import write_lock
 from ragtune.project import Project
+from ragtune.store.lance import LanceStore
 
 ANYONE = Principal("mallory")
 HR = Principal("hana", frozenset({"hr"}))
@@ -206,7 +206,7 @@ def test_link_loops_fifos_and_devices_are_reported_and_the_sync_finishes(tmp_pat
 
 def test_one_writer_per_project(tmp_path: Path, corpus: Path) -> None:
     proj = project(tmp_path)
-    with write_lock(proj.settings.index_dir, "ingest elsewhere"), \
+    with proj.store.state.write_lock("ingest elsewhere"), \
             pytest.raises(LockedError, match=rf"another ingest.*pid {os.getpid()}"):
         proj.ingest(corpus)
     proj.ingest(corpus)  # released: the next writer proceeds
@@ -234,6 +234,7 @@ def test_check_finds_and_repairs_duplicates_orphans_and_missing_files(tmp_path: 
     proj = project(tmp_path)
     proj.ingest(corpus)
     assert proj.check().ok
+    assert isinstance(proj.store, LanceStore)
     table = proj.store.table
     dup = table.search().where("source_path LIKE '%salaries.md'").limit(None).to_arrow()
     table.add(dup)  # what two unlocked writers used to leave behind

@@ -1,5 +1,8 @@
-"""Property test: whatever the corpus, ACLs and principal, nothing outside the principal's rights leaks out
-through hits, snippets or citations, and nothing readable is lost to unreadable competition."""
+"""Property tests: whatever the corpus, ACLs and principal, nothing outside the principal's rights leaks out
+through hits, snippets or citations, and nothing readable is lost to unreadable competition.
+
+The answerer-level property needs the real embedder and stays here; the store-level one ships in
+``ragtune.testing.store_properties`` (so every backend runs it) and runs on LanceStore at the end."""
 
 from __future__ import annotations
 
@@ -17,7 +20,9 @@ from ragtune.answer.extractive import ExtractiveAnswerer
 from ragtune.core import Acl, Chunk, Principal
 from ragtune.models.embedder import MiniLMEmbedder
 from ragtune.retrieval.hybrid import HybridRetriever
+from ragtune.store.base import Store
 from ragtune.store.lance import LanceStore
+from ragtune.testing.store_properties import AclLeakagePropertyTest
 
 SENTENCES = [
     "Backups run nightly and are stored in two regions.",
@@ -57,6 +62,13 @@ class PoolEmbedder:
         if missing:
             self.vectors.update(zip(missing, self.fallback.embed(missing), strict=True))
         return np.stack([self.vectors[t] for t in texts])
+
+    @property
+    def fingerprint(self) -> str:
+        return "pool:" + self.fallback.fingerprint  # the same vectors as the real model's
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return self.fallback.count_tokens(texts)
 
     def warm_up(self) -> None:
         pass
@@ -129,3 +141,11 @@ def test_answerer_drops_hits_the_principal_cannot_read(vectors: dict[str, np.nda
     answer = ExtractiveAnswerer(pool, min_relevance=-1.0).answer(
         "When does the merger close?", [Hit(secret, 1.0, dense_score=0.9)], Principal("bob"))
     assert answer.abstained and "Initech" not in answer.text
+
+
+class TestLanceStoreAclLeakage(AclLeakagePropertyTest):
+    """The store-level leakage property shipped in ``ragtune.testing.store_properties``, run on LanceStore."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Store:
+        return LanceStore(tmp_path / "lance")

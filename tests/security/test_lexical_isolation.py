@@ -303,6 +303,10 @@ class RandomEmbedder:
     """Deterministic random unit vectors per text: enough for fusion, no model needed."""
 
     name, dim, window = "random", 384, 256
+    fingerprint = "random-sha256-384"
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(t.split()) for t in texts]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         seeds = [int.from_bytes(hashlib.sha256(t.encode()).digest()[:4], "little") for t in texts]

@@ -18,6 +18,7 @@ from ragtune.errors import ConfigError, DataError, RagtuneError
 from ragtune.tuning import data as data_module
 from ragtune.tuning import train as train_module
 from ragtune.tuning.data import load_labelled, read_records
+from ragtune.tuning.registry import Registry
 from ragtune.tuning.train import train_classifier
 
 LATIN = [
@@ -210,7 +211,7 @@ def small_csv(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("name", ["../x", "bad name", "", "a/b", "x" * 65])
 def test_invalid_model_name_is_refused_before_loading(tmp_path: Path, no_loading: None, name: str) -> None:
     with pytest.raises(RagtuneError, match="invalid model name"):
-        train_classifier(tmp_path / "models", small_csv(tmp_path), name, method="head")
+        train_classifier(Registry(tmp_path / "models"), small_csv(tmp_path), name, method="head")
 
 
 @pytest.mark.parametrize(("method", "params", "error", "message"), [
@@ -224,19 +225,19 @@ def test_unknown_method_or_setting_is_refused_before_loading(tmp_path: Path, no_
                                                              params: dict[str, Any], error: type[Exception],
                                                              message: str) -> None:
     with pytest.raises(error, match=message):
-        train_classifier(tmp_path / "models", small_csv(tmp_path), "m", method=method, params=params)
+        train_classifier(Registry(tmp_path / "models"), small_csv(tmp_path), "m", method=method, params=params)
 
 
 def test_missing_test_file_is_refused_before_loading(tmp_path: Path, no_loading: None) -> None:
     with pytest.raises(DataError, match="nope.csv: no such file"):
-        train_classifier(tmp_path / "models", small_csv(tmp_path), "m", method="head",
+        train_classifier(Registry(tmp_path / "models"), small_csv(tmp_path), "m", method="head",
                          test_path=tmp_path / "nope.csv")
 
 
 def test_auto_setting_of_the_other_method_names_the_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(train_module, "audit_labels", lambda *a, **k: pytest.fail("audited"))
     with pytest.raises(ConfigError, match="--method auto chose head .*no setting 'epochs'.*pass --method"):
-        train_classifier(tmp_path / "models", small_csv(tmp_path), "m", params={"epochs": 2})
+        train_classifier(Registry(tmp_path / "models"), small_csv(tmp_path), "m", params={"epochs": 2})
 
 
 def test_classes_with_one_example_are_named_before_splitting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -246,8 +247,8 @@ def test_classes_with_one_example_are_named_before_splitting(tmp_path: Path, mon
     path.write_bytes(csv_bytes([(f"example number {i}", f"class_{i:02d}") for i in range(50)], "utf-8"))
     with pytest.raises(DataError, match=r"each class needs at least 2 examples.*50 of 50 classes have only 1: "
                                         r"class_00, class_01, .*class_09 and 40 more.*--test FILE"):
-        train_classifier(tmp_path / "models", path, "m", method="head")
+        train_classifier(Registry(tmp_path / "models"), path, "m", method="head")
     rows = [(f"text {i}", "a" if i % 2 else "b") for i in range(20)] + [("lonely", "rare")]
     path.write_bytes(csv_bytes(rows, "utf-8"))
     with pytest.raises(DataError, match="1 of 3 classes have only 1: rare;"):
-        train_classifier(tmp_path / "models", path, "m", method="head")
+        train_classifier(Registry(tmp_path / "models"), path, "m", method="head")

@@ -149,13 +149,13 @@ def test_bad_labelled_data_gives_clear_errors(tmp_path: Path) -> None:
         HeadClassifier().fit(["x y", "z w"], ["a", "a"])
     one_class = write_csv(tmp_path / "d.csv", [{"text": f"t {i}", "category": "a"} for i in range(6)])
     with pytest.raises(DataError, match="cannot train: only one class"):
-        train_classifier(tmp_path / "models", one_class, "m", label_col="category", method="head")
+        train_classifier(Registry(tmp_path / "models"), one_class, "m", label_col="category", method="head")
     test_unknown = write_csv(tmp_path / "e.csv", [{"text": "new thing", "category": "zzz"}])
     with pytest.raises(DataError, match="never seen in training: zzz"):
-        train_classifier(tmp_path / "models", DATA / "train.csv", "m", label_col="category", method="head",
+        train_classifier(Registry(tmp_path / "models"), DATA / "train.csv", "m", label_col="category", method="head",
                          test_path=test_unknown)
     with pytest.raises(DataError, match="unknown method"):
-        train_classifier(tmp_path / "models", DATA / "train.csv", "m", label_col="category", method="magic")
+        train_classifier(Registry(tmp_path / "models"), DATA / "train.csv", "m", label_col="category", method="magic")
 
 
 def test_auto_method_choice_depends_on_examples_per_class() -> None:

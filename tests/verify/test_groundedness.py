@@ -324,3 +324,29 @@ def test_pipeline_verify_step_scores_marks_and_abstains(trained: dict[str, Any])
     # Quoted sentences come from the cited chunk, so the checker should find them supported.
     assert result.answer is not None and not result.answer.abstained, result.unsupported_sentences
     assert result.route == "publish"
+
+
+def test_each_verify_model_gets_its_own_checker(trained: dict[str, Any]) -> None:
+    """The pipeline runner used to cache one checker whatever model a step named (issue 11)."""
+    import json
+    import shutil
+
+    from ragtune.pipelines.runner import PipelineRunner
+    from ragtune.pipelines.spec import load_pipeline
+    from ragtune.project import Project
+
+    models: Path = trained["models"]
+    if not (models / "strict").exists():
+        shutil.copytree(models / "groundedness", models / "strict")
+        for card in (models / "strict").rglob("card.json"):
+            data = json.loads(card.read_text())
+            card.write_text(json.dumps({**data, "name": "strict"}))
+    spec_file = trained["project"] / "two-checks.yaml"
+    spec_file.write_text("name: two\nsteps:\n  - retrieve: {top_k: 3}\n  - answer: {}\n"
+                         "  - verify: {model: groundedness}\n  - verify: {model: strict}\n", encoding="utf-8")
+    runner = PipelineRunner(load_pipeline(spec_file), Project.open(trained["project"]))
+    runner.warm_up()
+    first, second = runner._groundedness("groundedness"), runner._groundedness("strict")
+    assert first is not second
+    assert first.name.startswith("groundedness v") and second.name.startswith("strict v")
+    assert runner._groundedness("strict") is second  # loaded once per name

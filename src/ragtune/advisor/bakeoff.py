@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import statistics
-import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -27,13 +26,12 @@ import numpy as np
 from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 
-from ragtune.answer.extractive import ExtractiveAnswerer
 from ragtune.core import Acl, Chunk, Principal
 from ragtune.errors import DataError, RagtuneError
-from ragtune.ingest.sync import Syncer
-from ragtune.models.embedder import Embedder, MiniLMEmbedder, embedding_cache_bypassed
-from ragtune.retrieval.hybrid import HybridRetriever
-from ragtune.store.lance import LanceStore
+from ragtune.evaluation import RetrievalEvaluator
+from ragtune.models.embedder import Embedder, embedding_cache_bypassed
+from ragtune.project import Project
+from ragtune.store.base import Store
 from ragtune.tuning.base import TextClassifier, classifier_class
 
 # CPU price behind the cost column: an on-demand cloud vCPU-hour, roughly. Override with cpu_hour_usd.
@@ -156,8 +154,6 @@ def bakeoff_labels(
         out.notes.append(f"{len(texts) - len(usable)} examples of classes with a single example were left out")
     if len(tr) < len(usable) - len(te):
         out.notes.append(f"training examples capped at {max_train} to fit the time budget")
-    embedder = embedder or MiniLMEmbedder()
-
     # Fine-tuning: a calibrated classifier. The embeddings it computes are cached for retrieval below.
     say(f"fine-tuning: training a {method} classifier on {len(tr)} examples")
     t0 = time.perf_counter()
@@ -177,14 +173,13 @@ def bakeoff_labels(
 
     # RAG-style: the labelled examples become an index; a question's label is voted by its nearest examples.
     say(f"rag: indexing {len(tr)} labelled examples")
-    with tempfile.TemporaryDirectory(prefix="ragtune-advise-") as tmp:
+    with Project.temporary(embedder=embedder, retrieval={"top_k": k}) as sandbox:
         t0 = time.perf_counter()
-        store = LanceStore(Path(tmp) / "examples", dim=embedder.dim)
-        chunk_label = _index_examples(store, embedder, train_t, train_y)
+        chunk_label = _index_examples(sandbox.store, sandbox.embedder, train_t, train_y)
         index_s = time.perf_counter() - t0
         clf_ms = _median_ms(clf, test_t, deadline)
         out.results.append(_candidate("fine-tuning", clf_how, test_y, clf_pred, clf_ms, fit_s, cpu_hour_usd))
-        retriever = HybridRetriever(store, embedder, top_k=k)
+        retriever = sandbox.retriever
         rag_pred: list[str] = []
         rag_ms: list[float] = []
         for text in test_t:
@@ -235,7 +230,7 @@ def _median_ms(clf: TextClassifier, items: Sequence[str], deadline: float, most:
     return statistics.median(times)
 
 
-def _index_examples(store: LanceStore, embedder: Embedder, texts: list[str], labels: list[str]) -> dict[str, str]:
+def _index_examples(store: Store, embedder: Embedder, texts: list[str], labels: list[str]) -> dict[str, str]:
     """Write each labelled example as a one-chunk public document; return chunk id -> label.
 
     The label is kept out of the indexed text, so retrieval cannot match on it."""
@@ -289,10 +284,9 @@ def bakeoff_questions(
     start = time.perf_counter()
     deadline = start + budget_s
     say = tick or (lambda _msg: None)
-    embedder = embedder or MiniLMEmbedder()
     notes: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="ragtune-advise-") as tmp:
-        store = LanceStore(Path(tmp) / "index", dim=embedder.dim)
+    with Project.temporary(embedder=embedder, retrieval={"top_k": max(k, 8)}) as sandbox:
+        store = sandbox.store
         say(f"rag: ingesting {docs} into a private temporary index")
         ingest_deadline = start + 0.6 * budget_s
 
@@ -308,7 +302,7 @@ def bakeoff_questions(
                 pass
 
         try:
-            Syncer(store, embedder).sync(Path(docs), default_acl=Acl(public=True), progress=_Stop())
+            sandbox.ingest(Path(docs), Acl(public=True), progress=_Stop())
         except _OutOfTime:
             notes.append("the time budget ran out while ingesting: questions were asked of the documents "
                          "ingested by then")
@@ -320,11 +314,12 @@ def bakeoff_questions(
                 store.set_acl(d.doc_id, ["public"], time.time())
         store.optimize()
         have = {Path(d.source_path).name for d in records}
-        retriever = HybridRetriever(store, embedder, top_k=max(k, 8))
-        answerer = ExtractiveAnswerer(embedder)
-        found, with_gold, answered, lat = 0, 0, 0, []
+        retriever, answerer = sandbox.retriever, sandbox.extractive_answerer
+        qrels: dict[str, dict[str, int]] = {}
+        run: dict[str, list[str]] = {}
+        answered, lat = 0, []
         asked = 0
-        for q in questions:
+        for i, q in enumerate(questions):
             if time.perf_counter() > deadline and asked >= 10:
                 notes.append(f"the time budget ran out: {asked} of {len(questions)} questions asked")
                 break
@@ -335,16 +330,17 @@ def bakeoff_questions(
             asked += 1
             answered += not a.abstained
             if q.source and Path(q.source).name in have:
-                with_gold += 1
-                top = [Path(h.chunk.source_path).name for h in r.hits[:k]]
-                found += Path(q.source).name in top
+                qrels[str(i)] = {Path(q.source).name: 1}
+                run[str(i)] = [Path(h.chunk.source_path).name for h in r.hits[:k]]  # the first k chunks
         chunks = store.count()
+    with_gold = len(qrels)
+    evaluator = RetrievalEvaluator(qrels, k_values=(k,), primary_metric=f"recall@{k}")
     gold_total = sum(1 for q in questions[:asked] if q.source)
     if gold_total > with_gold:
         notes.append(f"{gold_total - with_gold} questions name a source that was not ingested; left out of recall")
     return QABakeoff(
         documents=len(records), chunks=chunks, questions=asked, k=k,
-        recall_at_k=found / with_gold if with_gold else None, answered_rate=answered / asked,
+        recall_at_k=evaluator.primary_score(evaluator(run)) if qrels else None, answered_rate=answered / asked,
         latency_p50_ms=float(np.percentile(lat, 50)), latency_p95_ms=float(np.percentile(lat, 95)),
         budget_s=budget_s, elapsed_s=time.perf_counter() - start, notes=notes,
     )

@@ -12,30 +12,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.prompt import Confirm, IntPrompt, Prompt
 
-from ragtune.advisor.guide import (
-    QUESTIONS,
-    GuideAnswers,
-    KnowledgeChange,
-    Task,
-    next_steps,
-    parse_answers,
-    read_answers_file,
-    recommend,
-    render,
-)
-from ragtune.advisor.report import Evidence, write_evidence_report
+from ragtune.advisor.answers import collect_answers, evidence_run_answers, inferred_answers, parse_answers
+from ragtune.advisor.guide import KnowledgeChange, Task, next_steps, recommend
+from ragtune.advisor.render import evidence_json, next_steps_markdown, render, render_evidence
+from ragtune.advisor.report import write_evidence_report
 from ragtune.advisor.run import gather_evidence
-from ragtune.errors import ConfigError
-
-_FLAGS = {
-    "task": "--task", "knowledge_change": "--knowledge-change", "citations": "--citations/--no-citations",
-    "structured_output": "--structured-output/--no-structured-output", "examples_per_class": "--examples-per-class",
-    "fast_iteration": "--fast-iteration/--no-fast-iteration", "latency_ms": "--latency-ms",
-    "regulated": "--regulated/--no-regulated",
-}
 
 
 def _interactive() -> bool:
@@ -43,41 +25,7 @@ def _interactive() -> bool:
     return sys.stdin.isatty()
 
 
-def _ask(key: str) -> Any:
-    """Prompt for one answer until it is valid. Prompts go to stderr and nothing is echoed to stdout, so
-    ``--json`` output stays clean."""
-    q = next(q for q in QUESTIONS if q.key == key)
-    console = Console(stderr=True)
-    if key in ("task", "knowledge_change"):
-        kind = Task if key == "task" else KnowledgeChange
-        return Prompt.ask(q.text, choices=[k.value for k in kind], console=console)
-    if key in ("examples_per_class", "latency_ms"):
-        text = q.text + (" (0 = none)" if key == "examples_per_class" else " (0 = no strict budget)")
-        while True:
-            value = IntPrompt.ask(text, console=console)
-            if value >= 0:
-                return value
-            console.print("[prompt.invalid]give a whole number of 0 or more")
-    return Confirm.ask(q.text, console=console)
-
-
-def collect_answers(answers_file: Path | None, flags: dict[str, Any]) -> dict[str, Any]:
-    """Merge the answers file, then flags (which win), then prompts for the rest when interactive."""
-    data: dict[str, Any] = {}
-    if answers_file is not None:
-        data.update({str(k).replace("-", "_"): v for k, v in read_answers_file(answers_file).items()})
-    data.update({k: v for k, v in flags.items() if v is not None})
-    missing = [q.key for q in QUESTIONS if q.key not in data]
-    if missing and not _interactive():
-        raise ConfigError(
-            f"missing answer(s): {', '.join(missing)}; give them as flags ("
-            + ", ".join(_FLAGS[k] for k in missing)
-            + ") or in --answers FILE.yaml (see examples/advisor/), or run in a terminal to be asked")
-    for key in missing:
-        data[key] = _ask(key)
-    return data
-
-
+# Over 60 lines only because Typer declares its 19 options in the signature; the body is 15 lines.
 def advise_guide(
     answers: Annotated[Path | None, typer.Option(
         "--answers", metavar="FILE.yaml", help="YAML file of answers (see examples/advisor/); flags override it.")
@@ -164,7 +112,7 @@ def advise_guide(
                               answers, flags, json_out)
         return
     source = str(answers) if answers is not None else "answers"
-    parsed = parse_answers(collect_answers(answers, flags), source)
+    parsed = parse_answers(collect_answers(answers, flags, interactive=_interactive()), source)
     rec = recommend(parsed)
     if report is not None:
         report.write_text(rec.to_markdown(), encoding="utf-8")
@@ -176,64 +124,23 @@ def advise_guide(
         typer.echo(f"report: {report}")
 
 
-def _inferred_answers(evidence: Evidence) -> GuideAnswers:
-    """Guide answers read off the data, for the next steps and the starting pipeline of an evidence run."""
-    if evidence.labels is not None and evidence.qa is not None:
-        task = Task.ANSWER_AND_CLASSIFICATION
-    elif evidence.labels is not None:
-        task = Task.CLASSIFICATION
-    else:
-        task = Task.ANSWER_GENERATION
-    weekly = evidence.corpus is not None and evidence.corpus.knowledge_changes_weekly
-    per_class = min(evidence.label_audit.class_counts.values()) if evidence.label_audit is not None else 0
-    return parse_answers({
-        "task": task, "knowledge_change": KnowledgeChange.WEEKLY if weekly else KnowledgeChange.MONTHLY,
-        "citations": evidence.qa is not None, "structured_output": False, "examples_per_class": per_class,
-        "fast_iteration": False, "latency_ms": 0, "regulated": False,
-    }, "the data")
-
-
 def _advise_from_evidence(docs: Path | None, questions: Path | None, labels: Path | None, text_col: str,
                           label_col: str, budget: float, report_dir: Path, project: Path | None,
                           answers_file: Path | None, flags: dict[str, Any], json_out: bool) -> None:
-    err = Console(stderr=True)
-    index_dir = None
+    opened = None
     if project is not None:
-        from ragtune.config import load_settings
+        from ragtune.project import Project
 
-        index_dir = load_settings(project).index_dir
-    guide = None
-    given = {k: v for k, v in flags.items() if v is not None}
-    if answers_file is not None or given:  # never prompt in an evidence run: it may be automated
-        data = dict(read_answers_file(answers_file)) if answers_file is not None else {}
-        data.update(given)
-        missing = [q.key for q in QUESTIONS if q.key not in data]
-        if missing:
-            raise ConfigError(f"guide answers are incomplete (missing: {', '.join(missing)}); give all of them "
-                              "with the evidence options, or none")
-        guide = recommend(parse_answers(data, str(answers_file or "flags")))
-    with err.status("gathering evidence…") as status:
+        opened = Project.open(project)
+    given = evidence_run_answers(answers_file, flags)  # never prompted: an evidence run may be automated
+    guide = recommend(given) if given is not None else None
+    with Console(stderr=True).status("gathering evidence…") as status:
         evidence = gather_evidence(docs=docs, questions=questions, labels=labels, text_col=text_col,
-                                   label_col=label_col, budget_s=budget, index_dir=index_dir,
+                                   label_col=label_col, budget_s=budget, project=opened,
                                    tick=lambda msg: status.update(msg))
-    winner = evidence.decision.winner
-    steps, pipeline, notes = next_steps(winner, _inferred_answers(evidence))
-    steps_md = "\n".join(f"1. `{s.command}` — {s.why}" for s in steps) + "\n\nA pipeline to start from:\n\n" \
-        + "```yaml\n" + pipeline + "```" + "".join(f"\n\n> {n}" for n in notes)
+    steps_md = next_steps_markdown(*next_steps(evidence.decision.winner, inferred_answers(evidence)))
     md, html = write_evidence_report(report_dir, evidence, guide.to_markdown() if guide else None, steps_md)
     if json_out:
-        out = evidence.to_dict()
-        out["guide"] = guide.to_dict() if guide else None
-        out["report"] = {"markdown": str(md), "html": str(html)}
-        typer.echo(json.dumps(out, indent=2, default=str))
+        typer.echo(json.dumps(evidence_json(evidence, guide, md, html), indent=2, default=str))
         return
-    console = Console()
-    console.print(f"Recommendation from the evidence: [bold]{winner}[/bold]")
-    for r in evidence.decision.reasons:
-        console.print(f"  • {escape(r)}", highlight=False)
-    for w in evidence.decision.warnings:
-        console.print(f"  [yellow]![/yellow] {escape(w)}", highlight=False)
-    if guide is not None and guide.winner != winner:
-        console.print(f"The decision guide's answers point to [bold]{guide.winner}[/bold]; the measurements on "
-                      f"your data point to [bold]{winner}[/bold]. The report shows both.")
-    console.print(f"report: {escape(str(html))} (and report.md, evidence.json)")
+    render_evidence(evidence, guide, html, Console())

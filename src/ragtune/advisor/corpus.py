@@ -14,12 +14,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ragtune.errors import RagtuneError
 from ragtune.ingest.acl import AclResolver
 from ragtune.ingest.parsers import parse_bytes, read_source
 from ragtune.ingest.roots import RootSet
-from ragtune.ingest.sync import iter_source_files, load_sync_log
+from ragtune.ingest.sync import iter_source_files
 
 DAY = 86_400.0
 # Markdown pipe tables, HTML tables, or a tabular format: the structure a table-aware chunker must respect.
@@ -76,8 +77,8 @@ class CorpusAudit:
         return out
 
 
-def audit_corpus(root: Path, index_dir: Path | None = None, now: float | None = None) -> CorpusAudit:
-    """Audit the documents under ``root``; with ``index_dir``, also the change rate from its sync log."""
+def audit_corpus(root: Path, sync_log: list[dict[str, Any]] | None = None, now: float | None = None) -> CorpusAudit:
+    """Audit the documents under ``root``; with a project's ``sync_log``, also the change rate it shows."""
     root = Path(root)
     if not root.exists():
         raise RagtuneError(f"{root} does not exist; pass the folder of documents to --docs")
@@ -116,17 +117,17 @@ def audit_corpus(root: Path, index_dir: Path | None = None, now: float | None = 
         audit.modified_last_7d = sum(a <= 7 for a in ages) / len(ages)
         audit.modified_last_30d = sum(a <= 30 for a in ages) / len(ages)
     audit.duplicate_groups = [g for g in by_text.values() if len(g) > 1]
-    if index_dir is not None:
-        audit.syncs, audit.changed_per_week = change_rate(index_dir, audit.documents)
+    if sync_log is not None:
+        audit.syncs, audit.changed_per_week = change_rate(sync_log, audit.documents)
     return audit
 
 
-def change_rate(index_dir: Path, documents: int) -> tuple[int, float | None]:
+def change_rate(log: list[dict[str, Any]], documents: int) -> tuple[int, float | None]:
     """(syncs logged, documents changed per week as a share of ``documents``) from the sync log.
 
     The first sync of each root is the initial load, not change; at least two syncs a day apart are needed.
     """
-    log = load_sync_log(index_dir)
+    log = sorted(log, key=lambda e: e["time"])
     if len(log) < 2 or not documents:
         return len(log), None
     seen: set[str] = set()

@@ -1,161 +1,59 @@
 """Layer 1 of the advisor: the decision guide. Answers to eight questions → RAG, fine-tuning or hybrid.
 
-Every answer falls into a bucket, and ``GUIDE_TABLE`` gives each bucket a fit per architecture with the reason
-shown to the user. Points: strong 2, moderate 1, weak 0, each times the question's weight (the task counts
-twice; the rest once). "ruled out" scores 0 *and* removes the architecture from the choice: fine-tuning and
-hybrid are ruled out when there are no labelled examples (the guide's "Required"). RAG is never ruled out.
+Every answer falls into a bucket (``questions``), and ``GUIDE_TABLE`` gives each bucket a fit per architecture
+with the reason shown to the user. Points: strong 2, moderate 1, weak 0, each times the question's weight (the
+task counts twice; the rest once). "ruled out" scores 0 *and* removes the architecture from the choice:
+fine-tuning and hybrid are ruled out when there are no labelled examples (the guide's "Required"). RAG is never
+ruled out.
 
 The winner is the eligible architecture with the most points. Ties go to the simpler system, in the order
 RAG, fine-tuning, hybrid (``TIE_BREAK_ORDER``): RAG needs no labels and no training run, and a hybrid runs
 two systems, so it has to earn that complexity. This mirrors Layer 2 (``evidence.py``), where the simpler
 system wins unless a more complex one is measurably better.
 
-``recommend`` is pure: the same answers always give the same ``Recommendation``. Layer 2 builds on it.
+``recommend`` is pure: the same answers always give the same ``Recommendation``. Layer 2 builds on it. The
+answers files live in ``answers``, the pipeline to start from in ``pipeline_draft``, the rendering in ``render``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from rich.console import Console
-from rich.table import Table
-
-from ragtune.errors import ConfigError
-
-ARCHITECTURES = ("rag", "fine-tuning", "hybrid")
-DISPLAY = {"rag": "RAG", "fine-tuning": "fine-tuning", "hybrid": "hybrid"}
-TIE_BREAK_ORDER = ("rag", "fine-tuning", "hybrid")  # simplest first
-
-# Thresholds shared with ragtune's tuning: the label audit flags classes with fewer than 8 examples, and
-# `ragtune train --method auto` treats fewer than 32 per class as few-shot (tuning/audit.py, tuning/train.py).
-MIN_EXAMPLES_PER_CLASS = 8
-FEW_SHOT_PER_CLASS = 32
-# Latency budgets (per request): under TIGHT_MS only a tuned classifier or extractive answers fit; from
-# RELAXED_MS on, a generated answer fits and the budget no longer separates the architectures.
-TIGHT_MS = 300
-RELAXED_MS = 2000
-
-
-class Task(StrEnum):
-    """The business task."""
-
-    ANSWER_GENERATION = "answer-generation"
-    CLASSIFICATION = "classification"
-    ANSWER_AND_CLASSIFICATION = "answer-and-classification"
-    EXTRACTION = "extraction"
-    SUMMARIZATION = "summarization"
-    AGENT_WORKFLOW = "agent-workflow"
-
-
-class KnowledgeChange(StrEnum):
-    """How often the knowledge the task relies on changes."""
-
-    NEVER = "never"
-    YEARLY = "yearly"
-    MONTHLY = "monthly"
-    WEEKLY = "weekly"
-    DAILY = "daily"
-
-
-# Tasks whose output is written from knowledge (so retrieval quality and generation latency matter).
-KNOWLEDGE_TASKS = frozenset({Task.ANSWER_GENERATION, Task.ANSWER_AND_CLASSIFICATION, Task.SUMMARIZATION,
-                             Task.AGENT_WORKFLOW})
-LABEL_TASKS = frozenset({Task.CLASSIFICATION, Task.ANSWER_AND_CLASSIFICATION})
-
-
-def _slug(value: Any) -> Any:
-    return value.strip().lower().replace("_", "-").replace(" ", "-") if isinstance(value, str) else value
-
-
-class GuideAnswers(BaseModel):
-    """Answers to the decision guide. Every key is required; ``latency_ms`` may be null (no strict budget)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    task: Task = Field(..., description="The business task.")
-    knowledge_change: KnowledgeChange = Field(..., description="How often the knowledge changes.")
-    citations: bool = Field(..., description="Citations and source traceability are required.")
-    structured_output: bool = Field(..., description="A consistent style or structured output is required.")
-    examples_per_class: int = Field(..., ge=0, description="Labelled examples per class (0 = none).")
-    fast_iteration: bool = Field(..., description="Changes must reach users within hours, not training runs.")
-    latency_ms: int | None = Field(..., ge=0, description="Latency budget per request in ms (0/null = none).")
-    regulated: bool = Field(..., description="Regulatory constraints apply (audit, deletion, model risk).")
-
-    @field_validator("task", "knowledge_change", mode="before")
-    @classmethod
-    def _normalise(cls, value: Any) -> Any:
-        return _slug(value)  # "Answer_Generation" → "answer-generation"
-
-    @field_validator("latency_ms", mode="after")
-    @classmethod
-    def _zero_is_none(cls, value: int | None) -> int | None:
-        return value or None
-
-
-@dataclass(frozen=True)
-class Question:
-    """One question of the guide: its text, its weight, how answers fall into the table's buckets."""
-
-    key: str
-    text: str
-    short: str  # the label in the terminal table
-    weight: int
-    bucket: Callable[[Any], str]
-    hint: str  # what a valid answer looks like, for error messages
-
-
-def _yes_no(value: bool) -> str:
-    return "yes" if value else "no"
-
-
-def _change_bucket(value: KnowledgeChange) -> str:
-    if value in (KnowledgeChange.WEEKLY, KnowledgeChange.DAILY):
-        return "weekly or faster"
-    return "monthly" if value is KnowledgeChange.MONTHLY else "rarely"
-
-
-def _examples_bucket(n: int) -> str:
-    if n == 0:
-        return "none"
-    if n < MIN_EXAMPLES_PER_CLASS:
-        return f"fewer than {MIN_EXAMPLES_PER_CLASS}"
-    return f"{MIN_EXAMPLES_PER_CLASS}-{FEW_SHOT_PER_CLASS - 1}" if n < FEW_SHOT_PER_CLASS else f"{FEW_SHOT_PER_CLASS}+"
-
-
-_TIGHT, _MODERATE, _RELAXED = (f"under {TIGHT_MS} ms", f"{TIGHT_MS} ms to {RELAXED_MS // 1000} s",
-                                f"{RELAXED_MS // 1000} s or more, or none")
-
-
-def _latency_bucket(ms: int | None) -> str:
-    if ms is None or ms >= RELAXED_MS:
-        return _RELAXED
-    return _TIGHT if ms < TIGHT_MS else _MODERATE
-
-
-QUESTIONS: tuple[Question, ...] = (
-    # key, question, short label, weight, answer → bucket, what a valid answer looks like
-    Question("task", "What is the business task?", "task", 2, str, "one of " + ", ".join(t.value for t in Task)),
-    Question("knowledge_change", "How often does the knowledge change?", "knowledge changes", 1, _change_bucket,
-             "one of " + ", ".join(k.value for k in KnowledgeChange)),
-    Question("citations", "Do you need citations and source traceability?", "citations", 1, _yes_no,
-             "true or false"),
-    Question("structured_output", "Do you need consistent style or structured output?", "style / structure", 1,
-             _yes_no, "true or false"),
-    Question("examples_per_class", "How many labelled examples per class do you have?", "labels per class", 1,
-             _examples_bucket, "a whole number, 0 for none"),
-    Question("fast_iteration", "Do you need fast iteration?", "fast iteration", 1, _yes_no, "true or false"),
-    Question("latency_ms", "What is the latency budget per request (ms)?", "latency budget", 1, _latency_bucket,
-             "milliseconds per request, e.g. 500; 0 or null for no strict budget"),
-    Question("regulated", "Are there regulatory constraints (audit, data deletion, model risk)?", "regulated", 1,
-             _yes_no, "true or false"),
+from ragtune.advisor.answers import load_answers, parse_answers, read_answers_file
+from ragtune.advisor.mistakes import MISTAKES, Mistake, MistakeRule, detect_mistakes
+from ragtune.advisor.pipeline_draft import pipeline_yaml
+from ragtune.advisor.questions import (
+    ARCHITECTURES,
+    DISPLAY,
+    FEW_SHOT_PER_CLASS,
+    LABEL_TASKS,
+    LATENCY_MODERATE,
+    LATENCY_RELAXED,
+    LATENCY_TIGHT,
+    MIN_EXAMPLES_PER_CLASS,
+    QUESTION_BY_KEY,
+    QUESTIONS,
+    RELAXED_MS,
+    TIGHT_MS,
+    GuideAnswers,
+    KnowledgeChange,
+    Question,
+    Task,
+    show_answer,
 )
-QUESTION_BY_KEY = {q.key: q for q in QUESTIONS}
+
+__all__ = [  # the guide's names, and those of its answers and questions that it has always exported
+    "ARCHITECTURES", "DISPLAY", "FEW_SHOT_PER_CLASS", "GUIDE_TABLE", "MISTAKES", "MIN_EXAMPLES_PER_CLASS", "POINTS",
+    "QUESTIONS", "QUESTION_BY_KEY", "RELAXED_MS", "TIE_BREAK_ORDER", "TIGHT_MS", "DriverRow", "Fit", "GuideAnswers",
+    "GuideRow", "KnowledgeChange", "Mistake", "MistakeRule", "NextStep", "Question", "Recommendation", "Task",
+    "detect_mistakes", "load_answers", "next_steps", "parse_answers", "pipeline_yaml", "rank", "read_answers_file",
+    "recommend", "score",
+]
+
+TIE_BREAK_ORDER = ("rag", "fine-tuning", "hybrid")  # simplest first
 
 
 class Fit(StrEnum):
@@ -242,12 +140,12 @@ GUIDE_TABLE: tuple[GuideRow, ...] = (
        "a document, chunking or prompt change is live at the next sync; a tuned model needs a training run "
        "and an evaluation per change (slower); a hybrid iterates fast on its retrieval side only"),
     _T("fast_iteration", "no", M, M, M, "release cycles can absorb training runs: " + _NEUTRAL),
-    _T("latency_ms", _TIGHT, W, S, W,
+    _T("latency_ms", LATENCY_TIGHT, W, S, W,
        "a tuned classifier (a few ms on CPU) fits easily; retrieval adds tens of ms and "
        "a generated answer hundreds of ms to seconds (RAG fits only with extractive answers); a hybrid runs both"),
-    _T("latency_ms", _MODERATE, M, S, M,
+    _T("latency_ms", LATENCY_MODERATE, M, S, M,
        "retrieval plus a short answer from a small, fast generator fits; a tuned model has headroom"),
-    _T("latency_ms", _RELAXED, M, M, M, "a generated answer fits in the budget: " + _NEUTRAL),
+    _T("latency_ms", LATENCY_RELAXED, M, M, M, "a generated answer fits in the budget: " + _NEUTRAL),
     _T("regulated", "yes", S, W, M,
        "regulation asks for audit trails, access control and deletion: retrieval shows the source of every "
        "answer, enforces per-document permissions and forgets a deleted document at the next sync; data "
@@ -280,16 +178,6 @@ class DriverRow:
     def decisive(self) -> bool:
         """Whether this answer separates the architectures at all (drove the recommendation)."""
         return len(set(self.points.values())) > 1 or Fit.RULED_OUT in self.fits.values()
-
-
-@dataclass(frozen=True)
-class Mistake:
-    """A common mistake that the answers make likely, and why it applies."""
-
-    key: str
-    title: str
-    detail: str
-    because: str
 
 
 @dataclass(frozen=True)
@@ -346,25 +234,9 @@ class Recommendation:
 
     def to_markdown(self) -> str:
         """A Markdown section for reports: recommendation, drivers table, mistakes, next steps, pipeline."""
-        lines = [f"## Decision guide: {DISPLAY[self.winner]}", "", f"Recommendation: **{self.summary}**.", "",
-                 "Points: strong 2, moderate 1, weak 0, times the question's weight (the task counts twice); "
-                 "a ruled-out architecture cannot win. Rows marked ● drove the recommendation.", "",
-                 "| | Question | Answer | RAG | Fine-tuning | Hybrid | Why |", "|---|---|---|---|---|---|---|"]
-        for r in self.rows:
-            cells = [f.value for f in r.fits.values()]
-            lines.append(f"| {'●' if r.decisive else ''} | {r.question} | {r.answer} | " + " | ".join(cells)
-                         + f" | {r.reason.replace('|', '/')} |")
-        lines += ["| | **Total** | | " + " | ".join(f"**{self.totals[a]}**" for a in ARCHITECTURES) + " | |", ""]
-        if self.mistakes:
-            lines += ["### Common mistakes that apply", ""]
-            lines += [f"- **{m.title}** ({m.because}): {m.detail}" for m in self.mistakes]
-            lines.append("")
-        lines += ["### Next steps", ""]
-        lines += [f"{i}. `{s.command}` — {s.why}" for i, s in enumerate(self.next_steps, start=1)]
-        lines += [f"- {n}" for n in self.notes]
-        lines += ["", "Pipeline to start from (save as `pipeline.yaml`):", "", "```yaml",
-                  self.pipeline_yaml.rstrip(), "```", ""]
-        return "\n".join(lines)
+        from ragtune.advisor.render import recommendation_markdown
+
+        return recommendation_markdown(self)
 
 
 def rank(totals: Mapping[str, int], ruled_out: set[str] | frozenset[str] = frozenset()) -> list[str]:
@@ -379,18 +251,9 @@ def score(answers: GuideAnswers) -> list[DriverRow]:
         value = getattr(answers, q.key)
         bucket = q.bucket(value)
         row = _ROWS[(q.key, bucket)]
-        rows.append(DriverRow(q.key, q.text, q.short, _show(q.key, value), bucket, q.weight, row.fits, row.reason))
+        rows.append(DriverRow(q.key, q.text, q.short, show_answer(q.key, value), bucket, q.weight, row.fits,
+                              row.reason))
     return rows
-
-
-def _show(key: str, value: Any) -> str:
-    if isinstance(value, bool):
-        return _yes_no(value)
-    if key == "latency_ms":
-        return "no strict budget" if value is None else f"{value} ms"
-    if key == "examples_per_class":
-        return "none" if value == 0 else str(value)
-    return str(value)
 
 
 def recommend(answers: GuideAnswers) -> Recommendation:
@@ -416,119 +279,7 @@ def recommend(answers: GuideAnswers) -> Recommendation:
                           tie_break=tie_break, notes=notes + step_notes)
 
 
-# --- common mistakes ---------------------------------------------------------------------------------------
-
-
-def _finetune_for_retrieval(a: GuideAnswers, winner: str) -> str | None:
-    if a.task in KNOWLEDGE_TASKS and (a.knowledge_change in (KnowledgeChange.MONTHLY, KnowledgeChange.WEEKLY,
-                                                            KnowledgeChange.DAILY) or a.citations):
-        return f"task {a.task.value} over knowledge that changes {a.knowledge_change.value}" + (
-            " with citations required" if a.citations else "")
-    return None
-
-
-def _rag_for_classification(a: GuideAnswers, winner: str) -> str | None:
-    if a.task in LABEL_TASKS:
-        return f"task {a.task.value}" + (", recommended " + DISPLAY[winner] if winner == "rag" else "")
-    return None
-
-
-def _ignoring_security(a: GuideAnswers, winner: str) -> str | None:
-    why = [w for w, on in (("regulated", a.regulated), ("citations required", a.citations),
-                           (f"{DISPLAY[winner]} serves documents to users", winner != "fine-tuning")) if on]
-    return ", ".join(why) or None
-
-
-def _ignoring_latency(a: GuideAnswers, winner: str) -> str | None:
-    if a.latency_ms is None:
-        return "no latency budget given"
-    if a.latency_ms < RELAXED_MS and (winner != "fine-tuning" or a.task in KNOWLEDGE_TASKS):
-        return f"a {a.latency_ms} ms budget for {DISPLAY[winner]} on task {a.task.value}"
-    return None
-
-
-@dataclass(frozen=True)
-class MistakeRule:
-    """A common mistake; ``applies`` returns why it applies to these answers and this winner, or None."""
-
-    key: str
-    title: str
-    detail: str
-    applies: Callable[[GuideAnswers, str], str | None]
-
-
-MISTAKES: tuple[MistakeRule, ...] = (
-    MistakeRule(
-        "fine-tuning-for-retrieval", "Fine-tuning to compensate for bad retrieval",
-        "when answers are wrong because the right passage is not found, fix the corpus, chunking and ACLs and "
-        "measure what is retrieved (`ragtune search`); a tuned model does not learn changing facts and cannot "
-        "cite them", _finetune_for_retrieval),
-    MistakeRule(
-        "rag-for-classification", "Using RAG when the task is really classification",
-        "a label per item is a classifier's job: `ragtune train` gives calibrated probabilities and an abstain "
-        "threshold at a few ms per item; asking a retrieval-augmented LLM for the label costs more and is harder "
-        "to evaluate. Where answers are needed too, retrieval writes the answer and the classifier the label",
-        _rag_for_classification),
-    MistakeRule(
-        "ignoring-security", "Ignoring security",
-        "every document needs an ACL (ragtune retrieves a document without one for nobody) and every query a "
-        "real user and groups; test that answers never cite what the user may not read. Text used for "
-        "fine-tuning can leak to anyone who queries the model: train only on data every user may see",
-        _ignoring_security),
-    MistakeRule(
-        "ignoring-latency", "Ignoring latency",
-        "set a p95 budget per request before choosing a generator: an LLM answer takes hundreds of ms to "
-        "seconds, retrieval tens of ms, a tuned classifier a few ms; `ragtune ask` and `ragtune run` print the "
-        "latency of every step", _ignoring_latency),
-)
-
-
-def detect_mistakes(answers: GuideAnswers, winner: str) -> list[Mistake]:
-    """The common mistakes that apply to these answers and this recommendation, in ``MISTAKES`` order."""
-    found = []
-    for rule in MISTAKES:
-        because = rule.applies(answers, winner)
-        if because:
-            found.append(Mistake(rule.key, rule.title, rule.detail, because))
-    return found
-
-
 # --- next steps --------------------------------------------------------------------------------------------
-
-_HEADER = ("# Starting point written by `ragtune advise` ({winner}): rename the model, queues and thresholds,\n"
-           "# then run it with `ragtune run pipeline.yaml \"...\" --user U --groups G` (format: docs/pipelines.md).")
-
-
-def pipeline_yaml(winner: str, answers: GuideAnswers) -> str:
-    """A pipeline YAML to start from (valid for ``ragtune run``): classify/retrieve/answer/verify/route."""
-    fast = answers.latency_ms is not None and answers.latency_ms < TIGHT_MS
-    generator = "extractive" if fast else "project"
-    verify = not fast and (answers.citations or answers.regulated)
-    lines = [_HEADER.format(winner=DISPLAY[winner]), f"name: my-{winner}",
-             f"description: {_PIPELINE_DESCRIPTIONS[winner]}", "steps:"]
-    rules = []
-    if winner in ("fine-tuning", "hybrid"):
-        lines.append("  - classify: {model: my-classifier, output: label, threshold: 0.5}")
-        rules.append("        - {queue: human-review, when: {low_confidence: label}}")
-    if winner in ("rag", "hybrid"):
-        lines += ["  - retrieve: {top_k: 5}",
-                  f"  - answer: {{generator: {generator}}}  # extractive quotes sources; project = ragtune.yaml's "
-                  "generator"]
-        if verify:
-            lines.append("  - verify: {threshold: 0.5}  # flags answer sentences their citations do not support")
-            rules.append("        - {queue: human-review, when: {unsupported: true}}")
-        rules.append("        - {queue: human-review, when: {abstained: true}}")
-    lines += ["  - route:", "      default: automated", "      rules:", *rules]
-    return "\n".join(lines) + "\n"
-
-
-_PIPELINE_DESCRIPTIONS = {
-    "rag": "Answer from the documents the asker may read, with citations; abstained or unsupported answers "
-           "go to a person.",
-    "fine-tuning": "A tuned classifier labels each input; low-confidence labels go to a person.",
-    "hybrid": "A tuned classifier labels the input while retrieval answers it with citations; anything "
-              "uncertain goes to a person.",
-}
 
 
 def next_steps(winner: str, answers: GuideAnswers) -> tuple[list[NextStep], str, list[str]]:
@@ -560,101 +311,3 @@ def next_steps(winner: str, answers: GuideAnswers) -> tuple[list[NextStep], str,
         notes.append(f"with {answers.examples_per_class} examples per class `ragtune train` picks the few-shot `head`; "
                      f"label {FEW_SHOT_PER_CLASS}+ per class for a stronger classifier")
     return steps, pipeline_yaml(winner, answers), notes
-
-
-# --- rendering ---------------------------------------------------------------------------------------------
-
-_STYLE = {Fit.STRONG: "green", Fit.MODERATE: "yellow", Fit.WEAK: "red", Fit.RULED_OUT: "bold red"}
-
-
-def drivers_table(rec: Recommendation, reasons: bool = True) -> Table:
-    """A Rich table of every answer with each architecture's fit (and the reason); decisive rows marked ●."""
-    t = Table(title="Which answers drove it", show_header=True, show_footer=True)
-    t.add_column("", footer="")
-    t.add_column("Question", footer="Total", overflow="fold")
-    t.add_column("Answer", overflow="fold")
-    for a in ARCHITECTURES:
-        t.add_column(DISPLAY[a], footer=str(rec.totals[a]), justify="center")
-    if reasons:
-        t.add_column("Why", overflow="fold", ratio=1)
-    for r in rec.rows:
-        fits = [f"[{_STYLE[f]}]{f.value}[/{_STYLE[f]}]" for f in r.fits.values()]
-        t.add_row("●" if r.decisive else "", r.short, r.answer, *fits, *([r.reason] if reasons else []),
-                  style=None if r.decisive else "dim")
-    return t
-
-
-def render(rec: Recommendation, console: Console) -> None:
-    """Print the recommendation: winner, drivers table, mistakes that apply, next steps and a pipeline.
-
-    On a console narrower than 140 columns the reasons follow the table instead of filling a column.
-    """
-    wide = console.width >= 140
-    console.print(f"[bold]Recommendation: {rec.summary}[/bold]", highlight=False)
-    console.print("[dim]points: strong 2, moderate 1, weak 0, times the weight (task ×2); ruled out cannot win; "
-                  "● = drove the recommendation[/dim]")
-    console.print(drivers_table(rec, reasons=wide))
-    if not wide:
-        for r in rec.rows:
-            if r.decisive:
-                console.print(f"  ● [bold]{r.short}[/bold] = {r.answer}: {r.reason}", highlight=False)
-    for note in rec.notes:
-        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
-    if rec.mistakes:
-        console.print("\n[bold]Common mistakes that apply[/bold]")
-        for m in rec.mistakes:
-            console.print(f"  • [bold]{m.title}[/bold] [dim]({m.because})[/dim]: {m.detail}", highlight=False)
-    console.print("\n[bold]Next steps[/bold]")
-    for i, s in enumerate(rec.next_steps, start=1):  # commands on one line each, to copy and paste
-        console.print(f"  {i}. {s.command}", style="cyan", markup=False, highlight=False, soft_wrap=True)
-        console.print(f"     {s.why}", style="dim", markup=False, highlight=False)
-    console.print("\n[bold]Pipeline to start from[/bold] (save as pipeline.yaml):")
-    console.print(rec.pipeline_yaml.rstrip(), markup=False, highlight=False, soft_wrap=True)
-
-
-# --- answers files -----------------------------------------------------------------------------------------
-
-
-def parse_answers(data: Mapping[str, Any], source: str = "answers") -> GuideAnswers:
-    """Validate a mapping of answers (keys may use - or _); every problem becomes one ``ConfigError`` line."""
-    normalised = {str(k).replace("-", "_"): v for k, v in data.items()}
-    try:
-        return GuideAnswers.model_validate(normalised)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: " + "; ".join(_describe(e) for e in exc.errors())) from exc
-
-
-def _describe(error: Any) -> str:
-    key = str(error["loc"][0]) if error["loc"] else ""
-    if error["type"] == "extra_forbidden":
-        return f"unknown key {key!r} (keys: {', '.join(q.key for q in QUESTIONS)})"
-    q = QUESTION_BY_KEY.get(key)
-    if error["type"] == "missing":
-        return f"missing answer {key!r} ({q.text if q else key}): add `{key}: ...` ({q.hint if q else ''})"
-    hint = f" — give {q.hint}" if q else ""
-    return f"{key}: {error['input']!r} is not valid ({error['msg']}){hint}"
-
-
-def read_answers_file(path: Path) -> dict[str, Any]:
-    """The raw mapping in a YAML answers file (possibly incomplete; the CLI fills the gaps)."""
-    if not path.is_file():
-        raise ConfigError(f"answers file {path} not found: give the path of a YAML file of answers "
-                          "(examples in examples/advisor/)")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())}): fix the syntax") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not a UTF-8 text file: give a YAML file of answers") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected `key: value` answers (keys: {', '.join(q.key for q in QUESTIONS)}), "
-                          f"got a {type(data).__name__}")
-    return data
-
-
-def load_answers(path: str | Path) -> GuideAnswers:
-    """Load and validate a complete YAML answers file; any problem is one ``ConfigError`` line."""
-    path = Path(path)
-    return parse_answers(read_answers_file(path), str(path))

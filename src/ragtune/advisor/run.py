@@ -10,7 +10,7 @@ from ragtune.advisor.corpus import audit_corpus
 from ragtune.advisor.evidence import decide
 from ragtune.advisor.report import Evidence
 from ragtune.errors import RagtuneError
-from ragtune.models.embedder import MiniLMEmbedder
+from ragtune.project import Project
 from ragtune.tuning.audit import audit_labels
 from ragtune.tuning.data import load_labelled
 
@@ -23,12 +23,13 @@ def gather_evidence(
     text_col: str = "text",
     label_col: str = "label",
     budget_s: float = 180.0,
-    index_dir: Path | None = None,
+    project: Project | None = None,
     method: str = "head",
     tick: Tick | None = None,
 ) -> Evidence:
     """Audit what was given, run the bake-offs it allows within ``budget_s`` seconds, and decide.
 
+    With ``project``, its embedder is used and its sync log gives the corpus change rate.
     ``docs`` with ``questions`` is a question-answering task; ``labels`` a classification task; all three
     together the compliance-copilot shape (answers plus a label per question).
     """
@@ -39,13 +40,17 @@ def gather_evidence(
         raise RagtuneError(f"--budget must be a positive number of seconds, not {budget_s}")
     say = tick or (lambda _msg: None)
     start = time.perf_counter()
-    embedder = MiniLMEmbedder()
+    if project is None:
+        with Project.temporary() as sandbox:  # the embedder outlives its (empty) sandbox folder
+            embedder = sandbox.embedder
+    else:
+        embedder = project.embedder
     qs = load_questions(questions) if questions is not None else None  # bad input fails before any work
     data = load_labelled(labels, text_col, label_col) if labels is not None else None
     corpus = None
     if docs is not None:
         say(f"auditing the documents in {docs}")
-        corpus = audit_corpus(docs, index_dir)
+        corpus = audit_corpus(docs, project.store.state.sync_log() if project is not None else None)
     qa = label_bakeoff = label_audit = None
     share = 0.5 if (qs is not None and data is not None) else 1.0
     if data is not None:

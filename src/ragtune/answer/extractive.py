@@ -7,26 +7,16 @@ the question, it abstains instead of guessing.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 
 import numpy as np
 
 from ragtune.core import Answer, Citation, Hit, Principal
-from ragtune.ingest.chunking import sentence_spans
 from ragtune.models.embedder import Embedder
+from ragtune.text import QUERY_STOP_WORDS, WORD, content_terms, sentence_spans
 
 ABSTAIN_TEXT = "No accessible source supports an answer to this question."
-_WORD = re.compile(r"[a-z0-9]+")
-_STOP = frozenset(
-    "a an and are as at be by can do does for from has have how i in is it "
-    "of on or our the this to was we what when where which who why will with you your".split()
-)
-
-
-def _terms(text: str) -> set[str]:
-    return {w[:6] for w in _WORD.findall(text.lower()) if w not in _STOP}
 
 
 def relevant_readable(hits: Sequence[Hit], principal: Principal, limit: int, embedder: Embedder,
@@ -81,14 +71,15 @@ class ExtractiveAnswerer:
         for i, h in enumerate(readable):
             for s, e in sentence_spans(h.chunk.text):
                 sentence = h.chunk.text[s:e]
-                key = " ".join(_WORD.findall(sentence.lower()))
-                if len(_WORD.findall(sentence)) >= 3 and not sentence.startswith("#") and key not in seen:
+                key = " ".join(WORD.findall(sentence.lower()))
+                if len(WORD.findall(sentence)) >= 3 and not sentence.startswith("#") and key not in seen:
                     seen.add(key)  # headings are not quoted either
                     candidates.append((i, sentence))
         if not candidates:
             return self._abstain(question, hits, t0)
-        q_terms = _terms(question)
-        overlaps = [len(q_terms & _terms(sentence)) / max(1, len(q_terms)) for _, sentence in candidates]
+        q_terms = content_terms(question, QUERY_STOP_WORDS)
+        overlaps = [len(q_terms & content_terms(sentence, QUERY_STOP_WORDS)) / max(1, len(q_terms))
+                    for _, sentence in candidates]
         # Embedding every sentence costs ~10 ms each on a CPU: shortlist by term overlap and chunk rank first.
         shortlist = sorted(range(len(candidates)), key=lambda j: (-overlaps[j], candidates[j][0]))
         candidates = [candidates[j] for j in shortlist[: self.max_candidates]]

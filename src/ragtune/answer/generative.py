@@ -15,30 +15,25 @@ from typing import Any
 
 import numpy as np
 
-from ragtune.answer.extractive import ABSTAIN_TEXT, _terms, relevant_readable
+from ragtune.answer.extractive import ABSTAIN_TEXT, relevant_readable
 from ragtune.core import Answer, Citation, Hit, Principal
-from ragtune.errors import RagtuneError
-from ragtune.ingest.chunking import sentence_spans
+from ragtune.errors import RagtuneError, StructuredOutputError
 from ragtune.models.embedder import Embedder
 from ragtune.models.generator import Generator, Message
+from ragtune.text import CITATION, QUERY_STOP_WORDS, citation_numbers, content_terms, head_line, split_sentences
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources given. After each sentence, cite the sources that "
     "support it by number in square brackets, like [1] or [1][2]. If the sources do not contain the answer, "
     "reply exactly: I cannot answer from the accessible sources."
 )
-_CITE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
-
-
-class StructuredOutputError(RagtuneError):
-    """The generator's output did not match the required JSON schema, even after one retry."""
 
 
 def build_messages(question: str, hits: Sequence[Hit]) -> list[Message]:
     """The chat messages: the system rules, then the numbered sources and the question."""
     sources = []
     for n, h in enumerate(hits, start=1):
-        head = " > ".join(p for p in (h.chunk.title, *h.chunk.section_path) if p)
+        head = head_line(h.chunk.title, h.chunk.section_path)
         sources.append(f"[{n}] ({head})\n{h.chunk.text}" if head else f"[{n}] {h.chunk.text}")
     user = "Sources:\n\n" + "\n\n".join(sources) + f"\n\nQuestion: {question}"
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
@@ -55,8 +50,7 @@ def verify_citations(text: str, readable: Sequence[bool]) -> tuple[str, list[int
 
     def keep(match: re.Match[str]) -> str:
         good = []
-        for raw in match.group(1).split(","):
-            n = int(raw)
+        for n in citation_numbers(match.group(1)):
             if 1 <= n <= len(readable) and readable[n - 1]:
                 good.append(n)
                 if n not in used:
@@ -67,15 +61,15 @@ def verify_citations(text: str, readable: Sequence[bool]) -> tuple[str, list[int
                 flags.append(f"citation [{n}] dropped: there is no source {n}")
         return "".join(f"[{n}]" for n in good)
 
-    cleaned = _CITE.sub(keep, text)
+    cleaned = CITATION.sub(keep, text)
     return re.sub(r"[ \t]+([.,;:])", r"\1", cleaned).strip(), used, flags
 
 
 def _snippet(chunk_text: str, answer: str) -> str:
     """The chunk sentence sharing the most terms with the answer (what a reviewer should read first)."""
-    words = _terms(answer)
-    sentences = [chunk_text[s:e] for s, e in sentence_spans(chunk_text)] or [chunk_text]
-    return max(sentences, key=lambda s: len(words & _terms(s)))
+    words = content_terms(answer, QUERY_STOP_WORDS)
+    candidates = split_sentences(chunk_text) or [chunk_text]
+    return max(candidates, key=lambda s: len(words & content_terms(s, QUERY_STOP_WORDS)))
 
 
 class GenerativeAnswerer:
@@ -112,7 +106,7 @@ class GenerativeAnswerer:
             flags.append("the answer cites no source: treat it as unsupported")
         # Renumber 1..k in order of first use, so the source list has no gaps.
         renumber = {old: new for new, old in enumerate(used, start=1)}
-        text = _CITE.sub(lambda m: "".join(f"[{renumber[int(n)]}]" for n in m.group(1).split(",")), text)
+        text = CITATION.sub(lambda m: "".join(f"[{renumber[n]}]" for n in citation_numbers(m.group(1))), text)
         citations = tuple(Citation(renumber[n], readable[n - 1].chunk, _snippet(readable[n - 1].chunk.text, text))
                           for n in used)
         return Answer(question=question, text=text, citations=citations, abstained=False,

@@ -9,54 +9,16 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 
 from ragtune.core import Chunk, Document
+from ragtune.models.embedder import minilm_token_counts
+from ragtune.text import greedy_run, head_line, sentence_spans
+
+__all__ = ["SPECIAL_TOKENS", "TokenCounter", "chunk_document", "chunk_id_for", "minilm_token_counts",
+           "sentence_spans"]
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
-
-# A sentence ends at . ! ? (optionally followed by closing quotes or brackets, which belong to it) before
-# whitespace, or at a line break. Abbreviations split wrongly are harmless: we only need boundaries to pack.
-# Group 1 / group 2 is the whitespace between two sentences.
-_SENT_END = re.compile(r"(?<=[.!?])[\"'\u201d\u2019\u00bb)\]]*(\s+)|(\n\s*)")
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Character spans of the sentences in ``text``, whitespace trimmed, empty ones dropped."""
-    spans: list[tuple[int, int]] = []
-    pos = 0
-    for m in _SENT_END.finditer(text):
-        spans.append((pos, m.start(1) if m.group(1) is not None else m.start(2)))
-        pos = m.end()
-    spans.append((pos, len(text)))
-    out = []
-    for s, e in spans:
-        while s < e and text[s].isspace():
-            s += 1
-        while e > s and text[e - 1].isspace():
-            e -= 1
-        if e > s:
-            out.append((s, e))
-    return out
-
-
-@lru_cache(maxsize=1)
-def _minilm_tokenizer():  # type: ignore[no-untyped-def]
-    from tokenizers import Tokenizer
-
-    from ragtune.models.embedder import minilm_model_dir
-
-    tok = Tokenizer.from_file(str(minilm_model_dir() / "tokenizer.json"))
-    tok.no_truncation()
-    tok.no_padding()
-    return tok
-
-
-def minilm_token_counts(texts: Sequence[str]) -> list[int]:
-    """Word-piece counts with the embedder's own tokenizer (no special tokens)."""
-    if not texts:
-        return []
-    return [len(e.ids) for e in _minilm_tokenizer().encode_batch(list(texts), add_special_tokens=False)]
+"""Tokens per text without special tokens: an embedder's ``count_tokens``."""
 
 
 def _split_long(
@@ -68,10 +30,7 @@ def _split_long(
     pieces: list[tuple[int, int]] = []
     i = 0
     while i < len(words):
-        total, j = 0, i
-        while j < len(words) and (total + counts[j] <= max_tokens or j == i):
-            total += counts[j]
-            j += 1
+        j = greedy_run(counts, i, max_tokens)
         pieces.append((words[i][0], words[j - 1][1]))
         i = j
     return pieces
@@ -86,7 +45,7 @@ SPECIAL_TOKENS = 2  # [CLS] and [SEP], which the embedder adds to every input
 
 
 def _head_tokens(doc: Document, path: tuple[str, ...], count: TokenCounter) -> int:
-    head = " > ".join(p for p in (doc.title, *path) if p)
+    head = head_line(doc.title, path)
     return count([head])[0] if head else 0
 
 
@@ -131,11 +90,9 @@ def chunk_document(
             else:
                 sized.append((s, e, n))
         i = 0
+        sizes = [n for _, _, n in sized]
         while i < len(sized):
-            total, j = 0, i
-            while j < len(sized) and (total + sized[j][2] <= max_tokens or j == i):
-                total += sized[j][2]
-                j += 1
+            j = greedy_run(sizes, i, max_tokens)
             spans.append((sized[i][0], sized[j - 1][1]))
             if j >= len(sized):
                 break

@@ -2,21 +2,19 @@
 
 Roots never overlap: ingesting a path inside a root syncs that part of the root, and ingesting a folder that
 holds roots absorbs them. So every file has at most one root, and its default ACL has one source of truth.
-The roots are written (atomically) before the first batch of a first ingest, so a killed run is resumable.
+They live in the store's :class:`~ragtune.store.state.SyncState` and are written before the first batch of a
+first ingest, so a killed run is resumable.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ragtune.core import Acl
-from ragtune.errors import ConfigError
-
-ROOTS_FILE = "roots.json"
+from ragtune.store.state import SyncState
 
 
 def is_within(path: Path, folder: Path) -> bool:
@@ -62,22 +60,11 @@ class RootSet:
         return self.roots[root] if root is not None else None
 
 
-def load_roots(index_dir: Path) -> RootSet:
-    """The roots recorded in ``index_dir``; an unreadable file is a clear error, never an empty set."""
-    path = index_dir / ROOTS_FILE
-    if not path.is_file():
-        return RootSet()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return RootSet({Path(k): (Acl.from_tokens(list(v)) if v else None) for k, v in data.items()})
-    except (OSError, ValueError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"{path} is damaged ({exc}); fix it, or re-ingest every folder after removing it") from exc
+def load_roots(state: SyncState) -> RootSet:
+    """The roots recorded in the store's sync state."""
+    return RootSet({Path(k): (Acl.from_tokens(v) if v else None) for k, v in state.roots().items()})
 
 
-def save_roots(index_dir: Path, roots: RootSet) -> None:
-    """Write the roots atomically (temporary file, then rename)."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    data = {str(k): (v.tokens() if v else []) for k, v in sorted(roots.roots.items())}
-    tmp = index_dir / (ROOTS_FILE + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    tmp.replace(index_dir / ROOTS_FILE)
+def save_roots(state: SyncState, roots: RootSet) -> None:
+    """Record the roots (atomically)."""
+    state.set_roots({str(k): (v.tokens() if v else []) for k, v in sorted(roots.roots.items())})

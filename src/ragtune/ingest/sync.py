@@ -12,7 +12,6 @@ stopped.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -22,12 +21,13 @@ from typing import Any, Protocol
 from ragtune.core import Acl, Chunk, Document
 from ragtune.errors import AclError, FrontMatterError, RagtuneError
 from ragtune.ingest.acl import AclResolver
-from ragtune.ingest.chunking import chunk_document, minilm_token_counts
+from ragtune.ingest.chunking import chunk_document
 from ragtune.ingest.parsers import parse_bytes, read_front_matter, read_source
 from ragtune.ingest.roots import RootSet, is_within, source_prefix_matches
 from ragtune.ingest.walk import Found, walk_sources
 from ragtune.models.embedder import Embedder
 from ragtune.store.base import DocRecord, Store
+from ragtune.store.state import SyncState
 
 
 class SyncProgress(Protocol):
@@ -213,7 +213,7 @@ class Syncer:
             acl=acl,
             format=way.real.suffix.lower().lstrip("."),
         )
-        chunks = chunk_document(doc, self.max_tokens, self.overlap_tokens, minilm_token_counts,
+        chunks = chunk_document(doc, self.max_tokens, self.overlap_tokens, self.embedder.count_tokens,
                                 window=self.embedder.window)
         pending.append(_Pending(doc, chunks))
         if old is None:
@@ -254,30 +254,10 @@ class Syncer:
             progress.chunks_embedded(len(chunks))
 
 
-SYNC_LOG = "sync_log.jsonl"
-
-
-def record_sync(index_dir: Path, root: Path, report: SyncReport, when: float | None = None) -> None:
-    """Append one line per sync (what changed, when) so the advisor can measure how fast the corpus changes."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    entry = {
+def record_sync(state: SyncState, root: Path, report: SyncReport, when: float | None = None) -> None:
+    """Log one sync (what changed, when) so the advisor can measure how fast the corpus changes."""
+    state.append_sync({
         "time": time.time() if when is None else when, "root": str(root.resolve()),
         "ingested": report.ingested, "updated": report.updated, "deleted": report.deleted,
         "unchanged": report.unchanged, "reacl": report.reacl, "failed": len(report.failed),
-    }
-    with open(index_dir / SYNC_LOG, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(entry) + "\n")
-
-
-def load_sync_log(index_dir: Path) -> list[dict[str, Any]]:
-    """The entries written by :func:`record_sync`, oldest first; a torn last line is ignored."""
-    path = index_dir / SYNC_LOG
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return sorted(out, key=lambda e: e["time"])
+    })

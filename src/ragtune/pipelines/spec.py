@@ -160,6 +160,14 @@ class PipelineSpec(_Strict):
             kinds.append(kind)
         return self
 
+    def to_yaml(self) -> str:
+        """The pipeline as YAML that ``load_pipeline`` reads back to an equal spec: ``name``, ``description``
+        (when given) and ``steps`` as ``- kind: {options}``, with only the options that were set."""
+        data: dict[str, Any] = self.model_dump(mode="json", include={"name", "description"}, exclude_unset=True)
+        data["steps"] = [{kind: step.model_dump(mode="json", by_alias=True, exclude_unset=True)}
+                         for kind, step in self.steps]
+        return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, allow_unicode=True, width=10_000)
+
 
 def load_pipeline(name_or_path: str | Path) -> PipelineSpec:
     """A built-in pipeline by name (``compliance-copilot``, ``support-triage``) or a YAML file."""

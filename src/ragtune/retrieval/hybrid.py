@@ -10,9 +10,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ragtune.core import Hit, Principal
+from ragtune.core import Chunk, Hit, Principal
 from ragtune.models.embedder import Embedder
 from ragtune.retrieval.fusion import reciprocal_rank_fusion
+from ragtune.retrieval.rerank import Reranker
 from ragtune.store.base import Store
 
 T = TypeVar("T")
@@ -50,6 +51,8 @@ class HybridRetriever:
         lexical_weight: float = 1.0,
         dense_weight: float = 1.0,
         lexical_isolation: bool = False,
+        reranker: Reranker | None = None,
+        rerank_candidates: int = 50,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -61,6 +64,9 @@ class HybridRetriever:
         self.dense_weight = dense_weight
         # BM25 statistics over the principal's readable chunks only; raw BM25 scores are then kept off the hits.
         self.lexical_isolation = lexical_isolation
+        # Optional stage between fusion and the final fetch: reorders the best fused candidates.
+        self.reranker = reranker
+        self.rerank_candidates = rerank_candidates
 
     def _lexical(self, query: str, principal: Principal) -> list[tuple[str, float]]:
         if self.lexical_isolation:
@@ -84,17 +90,27 @@ class HybridRetriever:
         if pending is not None:
             lexical, lat["lexical"] = pending.result()
         t3 = time.perf_counter()
+        k = top_k or self.top_k
         fused = reciprocal_rank_fusion(
             [[cid for cid, _ in lexical], [cid for cid, _ in dense]],
             k=self.rrf_k,
             weights=[self.lexical_weight, self.dense_weight],
-        )[: top_k or self.top_k]
+        )
         lex_info = {cid: (rank, s) for rank, (cid, s) in enumerate(lexical, start=1)}
         dense_info = {cid: (rank, s) for rank, (cid, s) in enumerate(dense, start=1)}
         t4 = time.perf_counter()
         lat["fuse"] = (t4 - t3) * 1000
+        chunks: dict[str, Chunk] = {}
+        rerank_scores: dict[str, float] = {}
+        if self.reranker is not None:
+            fused, chunks, rerank_scores = self._rerank(query, principal, fused[: max(k, self.rerank_candidates)])
+            t5 = time.perf_counter()
+            lat["rerank"] = (t5 - t4) * 1000
+            t4 = t5
+        fused = fused[:k]
         # Only the final top-k are loaded in full; the fetch repeats the ACL filter as a second guard.
-        chunks = self.store.get_chunks([cid for cid, _ in fused], principal)
+        if self.reranker is None:
+            chunks = self.store.get_chunks([cid for cid, _ in fused], principal)
         hits = []
         for cid, score in fused:
             if cid not in chunks:
@@ -103,6 +119,17 @@ class HybridRetriever:
             if self.lexical_isolation:
                 ls = None  # the rank still shows that BM25 found it; the score is not published
             dr, ds = dense_info.get(cid, (None, None))
-            hits.append(Hit(chunks[cid], score, lexical_score=ls, dense_score=ds, lexical_rank=lr, dense_rank=dr))
+            hits.append(Hit(chunks[cid], score, lexical_score=ls, dense_score=ds, lexical_rank=lr, dense_rank=dr,
+                            rerank_score=rerank_scores.get(cid)))
         lat["fetch"] = (time.perf_counter() - t4) * 1000
         return Retrieval(hits=hits, latency_ms=lat, query_vector=qvec)
+
+    def _rerank(self, query: str, principal: Principal, candidates: list[tuple[str, float]]
+                ) -> tuple[list[tuple[str, float]], dict[str, Chunk], dict[str, float]]:
+        """Reorder the candidates the principal may read (their text is fetched with the ACL filter)."""
+        assert self.reranker is not None
+        chunks = self.store.get_chunks([cid for cid, _ in candidates], principal)
+        fused = dict(candidates)
+        readable = [(cid, chunks[cid].search_text) for cid, _ in candidates if cid in chunks]
+        ranked = self.reranker.rerank(query, readable)
+        return [(cid, fused[cid]) for cid, _ in ranked if cid in fused], chunks, dict(ranked)

@@ -1,4 +1,4 @@
-"""The Store protocol every backend implements; tests/store/test_conformance.py runs against each."""
+"""The Store protocol every backend implements; ragtune.testing.store is the conformance suite each must pass."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ragtune.core import Chunk, Principal
+from ragtune.store.state import SyncState
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,11 @@ class Store(Protocol):
 
     def get_chunks(self, chunk_ids: Sequence[str], principal: Principal) -> dict[str, Chunk]:
         """The chunks with these ids that the principal may read; others are silently absent."""
+        ...
+
+    @property
+    def state(self) -> SyncState:
+        """The sync state kept with this store: roots, sync log, metadata, the write lock."""
         ...
 
     def chunk_index(self) -> list[ChunkRow]:

@@ -20,6 +20,7 @@ import pyarrow as pa
 from ragtune.core import Chunk, Principal
 from ragtune.store.base import ChunkRow, DocRecord
 from ragtune.store.isolated_bm25 import DEFAULT_CACHE_SIZE, IsolatedBM25, IsolatedIndexCache
+from ragtune.store.state import FolderSyncState
 
 TABLE = "chunks"
 # Lance logs deprecation notices per query at WARN; keep them out of users' terminals unless asked for.
@@ -119,13 +120,13 @@ class LanceStore:
         self, doc_ids: Sequence[str], chunks: Sequence[Chunk], vectors: np.ndarray, synced_at: float
     ) -> None:
         """Atomically make ``chunks`` the only chunks of ``doc_ids``."""
-        if not doc_ids:
-            return
         stray = {c.doc_id for c in chunks} - set(doc_ids)
         if stray:
             raise ValueError(f"chunks of documents not being replaced: {sorted(stray)[:3]}")
         if len({c.chunk_id for c in chunks}) != len(chunks):
             raise ValueError("duplicate chunk ids in one write: chunk ids must be unique in the store")
+        if not doc_ids:
+            return
         (
             self.table.merge_insert("chunk_id")
             .when_matched_update_all()
@@ -296,6 +297,11 @@ class LanceStore:
             version = self.version()
         self._checked = (version, rows)
         return rows
+
+    @property
+    def state(self) -> FolderSyncState:
+        """Roots, sync log and metadata as files beside the table, and the write lock."""
+        return FolderSyncState(self.path)
 
     def chunk_index(self) -> list[ChunkRow]:
         """Every chunk's id, document, path, document hash and ACL."""

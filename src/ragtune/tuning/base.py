@@ -124,6 +124,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         """The most probable label of each text."""
+        self._check_fitted()  # before self.classes_ is read, so an unfitted model raises DataError, not AttributeError
         return self.classes_[self.predict_proba(texts).argmax(axis=1)]
 
     def predict_or_review(self, texts: Sequence[str], threshold: float | None = None) -> list[tuple[str, float]]:

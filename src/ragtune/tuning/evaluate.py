@@ -8,14 +8,19 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
+from ragtune.evaluation.base import Evaluator
 from ragtune.tuning.base import TextClassifier
 from ragtune.tuning.calibration import expected_calibration_error, reliability_bins
 
 
-class ClassificationEvaluator:
-    """Accuracy, macro-F1, per-class P/R/F1, confusion matrix, ECE, reliability bins and abstain rate."""
+class ClassificationEvaluator(Evaluator):
+    """Accuracy, macro-F1, per-class P/R/F1, confusion matrix, ECE, reliability bins and abstain rate.
+
+    Keys are never prefixed: the training report and the model card read them bare.
+    """
 
     primary_metric = "macro_f1"
+    greater_is_better = True
 
     def __init__(self, texts: Sequence[str], labels: Sequence[str], threshold: float | None = None) -> None:
         self.texts = list(texts)

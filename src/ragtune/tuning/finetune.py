@@ -7,22 +7,31 @@ A saved folder holds ``model/`` (a transformers checkpoint: config, safetensors 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib.util
-import os
 import shutil
 import tempfile
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ragtune.errors import ConfigError, ModelNotFoundError
-from ragtune.models.embedder import minilm_model_dir, onnx_session
+from ragtune.models.embedder import minilm_model_dir
+from ragtune.models.hf import (
+    export_onnx,
+    ids_and_mask_module,
+    load_tokenizer,
+    offline,
+    onnx_session,
+    pad,
+    quiet,
+    torch_threads,
+)
 from ragtune.tuning.base import Progress, TextClassifier
+
+_tokenizer = load_tokenizer  # the old private name, still imported by tests/verify
 
 MODEL_DIR = "model"
 ONNX_FILE = "model.onnx"
@@ -96,15 +105,15 @@ class FineTuneClassifier(TextClassifier):
                               f"{', '.join(HEADS)} (cosine needs pooling 'mean')")
         if self.runtime not in RUNTIMES:
             raise ConfigError(f"unknown runtime {self.runtime!r}; choose one of: {', '.join(RUNTIMES)}")
-        _offline()
+        offline()
         from transformers import AutoConfig, PrinterCallback, ProgressCallback, Trainer, TrainingArguments, set_seed
 
         self.source_: Path | None = None
         self.session_: Any = None
-        self.tokenizer_ = _tokenizer(minilm_model_dir() / "tokenizer.json", self.max_length)
+        self.tokenizer_ = load_tokenizer(minilm_model_dir() / "tokenizer.json", self.max_length)
         n_labels = len(self.classes_)
         set_seed(self.random_state)  # the new head's initial weights
-        with _quiet():
+        with quiet():
             config = AutoConfig.from_pretrained(
                 str(minilm_model_dir()), num_labels=n_labels,
                 id2label={i: str(c) for i, c in enumerate(self.classes_)},
@@ -147,7 +156,7 @@ class FineTuneClassifier(TextClassifier):
             )
             for cb in (PrinterCallback, ProgressCallback):  # the caller draws its own progress bar
                 trainer.remove_callback(cb)
-            with _torch_threads(self.threads):
+            with torch_threads(self.threads):
                 result = trainer.train()
         self.model_.eval()
         self.train_loss_ = float(result.training_loss)
@@ -179,7 +188,7 @@ class FineTuneClassifier(TextClassifier):
         step = max(self.batch_size * 4, 1)
         for start in range(0, len(texts), step):
             idx = order[start : start + step]
-            ids, mask = _pad([encoded[i].ids for i in idx], [encoded[i].attention_mask for i in idx])
+            ids, mask = pad([encoded[i].ids for i in idx], [encoded[i].attention_mask for i in idx])
             out[idx] = self._forward(ids, mask)
         return out
 
@@ -193,22 +202,22 @@ class FineTuneClassifier(TextClassifier):
         import torch
 
         model = self._torch_model()
-        with _torch_threads(self.threads), torch.inference_mode():
+        with torch_threads(self.threads), torch.inference_mode():
             logits = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits
         return np.asarray(logits.float().numpy())
 
     def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Token ids and attention mask (padded to the longest text, truncated at ``max_length``)."""
         encoded = self.tokenizer_.encode_batch(list(texts))
-        return _pad([e.ids for e in encoded], [e.attention_mask for e in encoded])
+        return pad([e.ids for e in encoded], [e.attention_mask for e in encoded])
 
     def _torch_model(self) -> Any:
         if getattr(self, "model_", None) is None:
             if getattr(self, "source_", None) is None:
                 raise ModelNotFoundError("this classifier holds no torch weights: fit() or load() it first")
-            _offline()
+            offline()
             assert self.source_ is not None
-            with _quiet():
+            with quiet():
                 self.model_ = _model_class(self.pooling).from_pretrained(str(self.source_ / MODEL_DIR))
             self.model_.eval()
         return self.model_
@@ -217,24 +226,9 @@ class FineTuneClassifier(TextClassifier):
     def export_onnx(self, folder: Path | str) -> Path:
         """Write ``folder/model.onnx`` (inputs input_ids and attention_mask, output logits; batch and sequence
         axes dynamic) and return its path."""
-        import torch
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / ONNX_FILE
-        model = self._torch_model()
         ids, mask = self.encode(["an example sentence to trace the graph", "another one"])
-        wrapper = _logits_only(model)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated but needs no onnxscript
-            torch.onnx.export(
-                wrapper, (torch.from_numpy(ids), torch.from_numpy(mask)), str(path),
-                input_names=["input_ids", "attention_mask"], output_names=["logits"],
-                dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
-                              "attention_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}},
-                opset_version=17, do_constant_folding=True, dynamo=False,
-            )
-        return path
+        return export_onnx(ids_and_mask_module(self._torch_model(), "logits"), ids, mask,
+                           Path(folder) / ONNX_FILE, "logits", {0: "batch"})
 
     def _onnx_session(self, path: Path) -> Any:
         if importlib.util.find_spec("onnxruntime") is None:  # serving falls back to torch
@@ -254,7 +248,7 @@ class FineTuneClassifier(TextClassifier):
             return
         from transformers import AutoTokenizer
 
-        with _quiet():
+        with quiet():
             self.model_.save_pretrained(str(folder / MODEL_DIR))
             AutoTokenizer.from_pretrained(str(minilm_model_dir())).save_pretrained(str(folder / MODEL_DIR))
         self.export_onnx(folder)
@@ -266,7 +260,7 @@ class FineTuneClassifier(TextClassifier):
             raise ConfigError(f"unknown runtime {self.runtime!r}; choose one of: {', '.join(RUNTIMES)}")
         self.source_ = folder
         self.model_ = None
-        self.tokenizer_ = _tokenizer(folder / MODEL_DIR / "tokenizer.json", self.max_length)
+        self.tokenizer_ = load_tokenizer(folder / MODEL_DIR / "tokenizer.json", self.max_length)
         onnx_path = folder / ONNX_FILE
         self.session_ = None
         if self.runtime != "torch" and onnx_path.is_file():
@@ -285,64 +279,10 @@ class FineTuneClassifier(TextClassifier):
 
 
 # -- helpers --------------------------------------------------------------------------------------------------------
-def _offline() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence transformers' load reports and progress bars (the caller reports progress itself)."""
-    from transformers.utils import logging as hf_logging
-
-    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
-    """Run torch with ``threads`` intra-op threads, then give the process its previous setting back."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _tokenizer(path: Path, max_length: int) -> Any:
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(path))
-    tok.no_padding()  # the packaged tokenizer pads everything to 128; pad per batch instead
-    tok.enable_truncation(max_length=max_length)
-    return tok
-
-
-def _pad(ids: Sequence[Sequence[int]], masks: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-    width = max((len(row) for row in ids), default=0)
-    out_ids = np.zeros((len(ids), width), dtype=np.int64)  # [PAD] is id 0
-    out_mask = np.zeros((len(ids), width), dtype=np.int64)
-    for i, (row, m) in enumerate(zip(ids, masks, strict=True)):
-        out_ids[i, : len(row)] = row
-        out_mask[i, : len(m)] = m
-    return out_ids, out_mask
-
-
 def _pad_batch(rows: list[dict[str, Any]]) -> dict[str, Any]:
     import torch
 
-    ids, mask = _pad([r["input_ids"] for r in rows], [r["attention_mask"] for r in rows])
+    ids, mask = pad([r["input_ids"] for r in rows], [r["attention_mask"] for r in rows])
     return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask),
             "labels": torch.tensor([r["labels"] for r in rows], dtype=torch.long)}
 
@@ -418,19 +358,3 @@ def _mean_pooling_class() -> Any:
             return SequenceClassifierOutput(loss=loss, logits=logits)
 
     return BertMeanPoolingForSequenceClassification
-
-
-def _logits_only(model: Any) -> Any:
-    """``model`` as (input_ids, attention_mask) -> logits with all-zero token types, for the ONNX tracer."""
-    import torch
-
-    class LogitsOnly(torch.nn.Module):
-        def __init__(self, inner: Any) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=torch.zeros_like(input_ids)).logits
-
-    return LogitsOnly(model).eval()

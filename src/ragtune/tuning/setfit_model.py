@@ -9,7 +9,6 @@ The head is fitted here and saved as plain arrays (no pickle), the tuned encoder
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,27 +19,20 @@ from sklearn.linear_model import LogisticRegression
 
 from ragtune.errors import ModelNotFoundError
 from ragtune.models.embedder import minilm_model_dir
+from ragtune.models.hf import offline, quiet, torch_threads
 from ragtune.tuning.base import Progress, TextClassifier
 from ragtune.tuning.head import HEAD_FILE, LogisticHead
 
 ENCODER_DIR = "encoder"
 
 
-def _offline_torch(threads: int) -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import torch
-
-    torch.set_num_threads(threads)
-
-
 def _load_encoder(path: Path, max_length: int) -> Any:
     """A private copy of a sentence-transformers encoder (training changes its weights in place)."""
+    offline()
     from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
-    model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+    with quiet():
+        model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
     model.max_seq_length = max_length
     return model
 
@@ -52,7 +44,7 @@ class SetFitClassifier(LogisticHead, TextClassifier):
     ``2 * num_iterations * len(texts) / batch_size`` steps. The default of 5 iterations (setfit's paper uses 20)
     keeps CPU training to minutes; on the banking77 slice 1, 2 and 5 iterations scored alike. ``max_steps`` > 0
     caps the steps. ``max_length`` truncates texts in tokens; ``C``/``max_iter`` configure the head;
-    ``encode_batch_size`` is the batch for embedding; ``threads`` is torch's CPU thread count (process-wide).
+    ``encode_batch_size`` is the batch for embedding; ``threads`` is torch's CPU thread count while it trains or embeds.
     """
 
     method: ClassVar[str] = "setfit"
@@ -89,9 +81,9 @@ class SetFitClassifier(LogisticHead, TextClassifier):
 
     # -- training -------------------------------------------------------------------------------------------
     def _fit_model(self, texts: list[str], y: np.ndarray, progress: Progress | None) -> None:
-        _offline_torch(self.threads)
         self.encoder_ = _load_encoder(minilm_model_dir(), self.max_length)
-        self.train_loss_ = self._tune_encoder(texts, [int(v) for v in y], progress)
+        with torch_threads(self.threads):
+            self.train_loss_ = self._tune_encoder(texts, [int(v) for v in y], progress)
         self._fit_head(self.embed(texts, progress), y, progress)
 
     def _tune_encoder(self, texts: list[str], y: list[int], progress: Progress | None) -> float:
@@ -145,10 +137,11 @@ class SetFitClassifier(LogisticHead, TextClassifier):
         out = []
         step = max(self.encode_batch_size * 8, 1)
         for start in range(0, len(texts), step):
-            vecs = self.encoder_.encode(
-                list(texts[start : start + step]), batch_size=self.encode_batch_size, normalize_embeddings=True,
-                show_progress_bar=False, convert_to_numpy=True,
-            )
+            with torch_threads(self.threads):
+                vecs = self.encoder_.encode(
+                    list(texts[start : start + step]), batch_size=self.encode_batch_size,
+                    normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True,
+                )
             out.append(np.asarray(vecs, dtype=np.float32))
             if progress:
                 progress("embed", min(start + step, len(texts)), len(texts), {})
@@ -167,6 +160,5 @@ class SetFitClassifier(LogisticHead, TextClassifier):
         if not (folder / HEAD_FILE).is_file() or not encoder_dir.is_dir():
             raise ModelNotFoundError(f"{folder} holds no complete setfit model ({ENCODER_DIR}/ or {HEAD_FILE} "
                                      "missing): train it again")
-        _offline_torch(self.threads)
         self.encoder_ = _load_encoder(encoder_dir, self.max_length)
         self._load_head(folder)

@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from ragtune.errors import ConfigError, DataError
-from ragtune.models.embedder import MiniLMEmbedder
+from ragtune.models.embedder import Embedder, make_embedder
 from ragtune.tuning.audit import AuditReport, audit_labels
 from ragtune.tuning.base import Progress, TextClassifier, build_classifier, classifier_class
 from ragtune.tuning.data import LabelledData, LoadProgress, load_labelled
@@ -158,7 +158,7 @@ class PlainProgress:
 
 
 def train_classifier(
-    models_root: Path,
+    registry: Registry,
     data_path: Path,
     name: str,
     text_col: str = "text",
@@ -172,6 +172,7 @@ def train_classifier(
     progress: Progress | None = None,
     on_audit: Callable[[AuditReport, LabelledData], None] | None = None,
     on_method: Callable[[str, str], None] | None = None,
+    embedder: Embedder | None = None,
 ) -> TrainResult:
     """Train, evaluate and register a classifier; blocking audit findings raise :class:`DataError`.
 
@@ -188,7 +189,6 @@ def train_classifier(
     for path in (data_path, test_path):
         if path is not None and not Path(path).is_file():
             raise DataError(f"{path}: no such file")
-    registry = Registry(models_root)
     data = load_labelled(data_path, text_col, label_col, progress=load_progress(progress, data_path))
     if test_path is not None:
         train = data
@@ -212,7 +212,7 @@ def train_classifier(
         except ConfigError as exc:
             raise ConfigError(f"--method auto chose {method} ({reason.split(':')[0]}): {exc}; pass --method "
                               "to choose the method these settings are for") from exc
-    embedder = MiniLMEmbedder()
+    embedder = embedder if embedder is not None else make_embedder("minilm")
     if progress:
         progress("audit", 0, 1, {})
     audit = audit_labels(train, embedder, test if test_path is not None else None)

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ragtune.ingest.chunking import sentence_spans
 from ragtune.models.embedder import Embedder, MiniLMEmbedder
-from ragtune.verify.pairs import clean, term_overlap
+from ragtune.text import split_sentences, term_overlap
+from ragtune.verify.pairs import clean
 
 
 class LexicalOverlapScorer:
@@ -56,7 +56,7 @@ class EmbeddingCosineScorer:
             owner: list[int] = []
             for k, (_, e) in enumerate(pairs):
                 text = clean(e)
-                pieces = [text[s:t] for s, t in sentence_spans(text)] or [text]
+                pieces = split_sentences(text) or [text]
                 parts += pieces
                 owner += [k] * len(pieces)
             vecs = self.embedder.embed(parts)

@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from ragtune.errors import DataError
+from ragtune.evaluation.base import Evaluator
 from ragtune.verify.data import LabelledPair
 
 
@@ -35,14 +36,16 @@ def choose_threshold(y: np.ndarray, scores: np.ndarray) -> float:
     return float((candidates[best[0]] + candidates[best[-1]]) / 2) if len(best) > 1 else float(candidates[best[0]])
 
 
-class GroundednessEvaluator:
+class GroundednessEvaluator(Evaluator):
     """Scores labelled pairs with a scorer; returns AUROC and balanced accuracy (``primary_metric``: auroc).
 
     Balanced accuracy needs a threshold: pass one chosen elsewhere (never on these pairs when they are the
-    test set), or leave it None to report the best threshold on these pairs (for validation sets).
+    test set), or leave it None to report the best threshold on these pairs (for validation sets). ``name``
+    labels the pairs in messages; keys are never prefixed (the model card reads them bare).
     """
 
     primary_metric = "auroc"
+    greater_is_better = True
 
     def __init__(self, pairs: Sequence[LabelledPair], name: str = "") -> None:
         self.pairs = list(pairs)
@@ -77,5 +80,5 @@ def metrics(y: np.ndarray, scores: np.ndarray, threshold: float | None = None) -
         "supported_recall": float(np.mean(predicted[y])),
         "examples": int(len(y)),
         "supported": int(y.sum()),
-        "primary_metric": "auroc",
+        "primary_metric": GroundednessEvaluator.primary_metric,
     }

@@ -23,7 +23,7 @@ import numpy as np
 
 from ragtune.core import Answer
 from ragtune.errors import ConfigError, DataError, ModelNotFoundError
-from ragtune.ingest.chunking import sentence_spans
+from ragtune.text import CITATION, LEADING_CITATIONS, citation_numbers, sentence_spans, term_overlap
 from ragtune.tuning.base import Progress, TextClassifier
 from ragtune.tuning.registry import ModelCard, Registry, new_card
 from ragtune.verify.data import (
@@ -35,7 +35,7 @@ from ragtune.verify.data import (
     load_training_pairs,
 )
 from ragtune.verify.evaluate import PairScorer, metrics
-from ragtune.verify.pairs import best_window, expand, pair_text, term_overlap
+from ragtune.verify.pairs import best_window, expand, pair_text
 
 DEFAULT_MODEL = "groundedness"
 TRAIN_COMMAND = "ragtune verify train --data ../shared/data"
@@ -50,8 +50,6 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 """Fine-tuning settings of :func:`train_groundedness` (see docs/groundedness.md for how they were chosen)."""
 
-_MARKERS = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
-_LEADING_MARKERS = re.compile(r"^(?:\s*\[\d+(?:\s*,\s*\d+)*\])+")
 _AFTER_MARKER = re.compile(r"(?<=\d\])\s+(?=[A-Z\"\u201c(])")  # "... [1] The next sentence"
 _HAS_WORD = re.compile(r"\w")
 
@@ -99,20 +97,20 @@ def cited_sentences(text: str) -> list[tuple[str, tuple[int, ...]]]:
     pieces = [part for s, e in sentence_spans(text) for part in _AFTER_MARKER.split(text[s:e])]
     merged: list[str] = []
     for piece in pieces:
-        lead = _LEADING_MARKERS.match(piece)
+        lead = LEADING_CITATIONS.match(piece)
         if lead and merged:  # "Sentence. [1] Next sentence." -> the markers belong to the first
             merged[-1] += " " + lead.group(0).strip()
             piece = piece[lead.end() :].strip()
         if not piece:
             continue
-        if merged and not _HAS_WORD.search(_MARKERS.sub("", piece)):
+        if merged and not _HAS_WORD.search(CITATION.sub("", piece)):
             merged[-1] += " " + piece
         else:
             merged.append(piece)
     out = []
     for sentence in merged:
-        numbers = tuple(dict.fromkeys(int(n) for group in _MARKERS.findall(sentence) for n in group.split(",")))
-        bare = re.sub(r"\s+([.,;:!?])", r"\1", _MARKERS.sub("", sentence))
+        numbers = tuple(dict.fromkeys(n for group in CITATION.findall(sentence) for n in citation_numbers(group)))
+        bare = re.sub(r"\s+([.,;:!?])", r"\1", CITATION.sub("", sentence))
         bare = " ".join(bare.split())
         if _HAS_WORD.search(bare):
             out.append((bare, numbers))
