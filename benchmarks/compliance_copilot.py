@@ -133,12 +133,13 @@ def main(argv: list[str] | None = None) -> int:
             if verified.answer is not None and not verified.answer.abstained:
                 answered += 1
                 hallucinated += bool(verified.unsupported_sentences)
-        hits = project.search(q.question, principal, top_k=5).hits
+        retrieval = project.search(q.question, principal, top_k=5)
+        hits = retrieval.hits
         gold = [" ".join(a.split()) for a in q.answers]
         found += any(g in " ".join(h.chunk.text.split()) for h in hits for g in gold)
         text = result.answer.text if result.answer is not None and not result.answer.abstained else ""
         f1_three.append(max(token_f1(re.sub(r"\[\d+\]", "", text), g) for g in gold))
-        single = one_sentence.answer(q.question, hits, principal)
+        single = one_sentence.answer(q.question, retrieval, principal)
         f1_one.append(max(token_f1(re.sub(r"\[\d+\]", "", single.text if not single.abstained else ""), g)
                           for g in gold))
     n = len(items)

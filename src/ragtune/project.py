@@ -19,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from ragtune.answer.base import Answerer
 from ragtune.answer.extractive import ExtractiveAnswerer
 from ragtune.answer.generative import GenerativeAnswerer
 from ragtune.config import Settings, load_settings
@@ -118,7 +119,7 @@ class Project:
                                   context_chunks=a.context_chunks)
 
     @cached_property
-    def answerer(self) -> ExtractiveAnswerer | GenerativeAnswerer:
+    def answerer(self) -> Answerer:
         """The extractive answerer, or a generative one when ``generator.kind`` names a model."""
         a, g = self.settings.answer, self.settings.generator
         if self.generator is not None:
@@ -297,14 +298,11 @@ class Project:
         """
         self._ready(question)
         answerer = self.answerer
-        if isinstance(answerer, GenerativeAnswerer):
-            answerer.generator.warm_up()  # loading a local model is start-up, not answer latency
+        if self.generator is not None:
+            self.generator.warm_up()  # loading a local model is start-up, not answer latency
         t0 = time.perf_counter()
         retrieval = self.retriever.retrieve(question, principal)
-        if isinstance(answerer, GenerativeAnswerer):
-            answer = answerer.answer(question, retrieval.hits, principal, retrieval.query_vector, on_token=on_token)
-        else:
-            answer = answerer.answer(question, retrieval.hits, principal, retrieval.query_vector)
+        answer = answerer.answer(question, retrieval, principal, on_token=on_token)
         latency = {**retrieval.latency_ms, **answer.latency_ms, "total": (time.perf_counter() - t0) * 1000}
         return replace(answer, latency_ms=latency)
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from ragtune.answer.extractive import ExtractiveAnswerer
 from ragtune.core import Acl, Chunk, Principal
 from ragtune.models.embedder import MiniLMEmbedder
-from ragtune.retrieval.hybrid import HybridRetriever
+from ragtune.retrieval.hybrid import HybridRetriever, Retrieval
 from ragtune.store.base import Store
 from ragtune.store.lance import LanceStore
 from ragtune.testing.store_properties import AclLeakagePropertyTest
@@ -114,8 +114,7 @@ def test_no_hit_snippet_or_citation_outside_the_principals_rights(
         # Pre-filtering: top-k is filled from readable chunks, never starved by unreadable ones.
         assert len(hit_ids) == min(k, len(readable))
 
-        answer = ExtractiveAnswerer(pool, min_relevance=-1.0).answer(
-            question, retrieval.hits, principal, retrieval.query_vector)
+        answer = ExtractiveAnswerer(pool, min_relevance=-1.0).answer(question, retrieval, principal)
         for citation in answer.citations:
             assert citation.chunk.chunk_id in readable
             assert citation.snippet in citation.chunk.text
@@ -139,7 +138,7 @@ def test_answerer_drops_hits_the_principal_cannot_read(vectors: dict[str, np.nda
                    acl=("group:board",))
     pool = PoolEmbedder(vectors, embedder)
     answer = ExtractiveAnswerer(pool, min_relevance=-1.0).answer(
-        "When does the merger close?", [Hit(secret, 1.0, dense_score=0.9)], Principal("bob"))
+        "When does the merger close?", Retrieval([Hit(secret, 1.0, dense_score=0.9)]), Principal("bob"))
     assert answer.abstained and "Initech" not in answer.text
 
 

@@ -325,7 +325,7 @@ def bakeoff_questions(
                 break
             t = time.perf_counter()
             r = retriever.retrieve(q.text, SANDBOX)
-            a = answerer.answer(q.text, r.hits, SANDBOX, r.query_vector)
+            a = answerer.answer(q.text, r, SANDBOX)
             lat.append((time.perf_counter() - t) * 1000)
             asked += 1
             answered += not a.abstained

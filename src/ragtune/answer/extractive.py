@@ -8,30 +8,17 @@ the question, it abstains instead of guessing.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ragtune.answer.base import GatedAnswerer
 from ragtune.core import Answer, Citation, Hit, Principal
 from ragtune.models.embedder import Embedder
 from ragtune.text import QUERY_STOP_WORDS, WORD, content_terms, sentence_spans
 
-ABSTAIN_TEXT = "No accessible source supports an answer to this question."
 
-
-def relevant_readable(hits: Sequence[Hit], principal: Principal, limit: int, embedder: Embedder,
-                      query_vector: np.ndarray, min_relevance: float) -> list[Hit]:
-    """The first ``limit`` hits the principal may read, or none when the best of them is less similar to the
-    question than ``min_relevance`` (the caller then abstains). A second guard: whatever handed the hits
-    over, a chunk the principal may not read is never answered from."""
-    readable = [h for h in hits if principal.can_read(h.chunk.acl)][:limit]
-    best = max((h.dense_score for h in readable if h.dense_score is not None), default=None)
-    if best is None and readable:
-        best = float(np.max(embedder.embed([h.chunk.search_text for h in readable]) @ query_vector))
-    return readable if best is not None and best >= min_relevance else []
-
-
-class ExtractiveAnswerer:
+class ExtractiveAnswerer(GatedAnswerer):
     """Selects up to ``max_sentences`` supporting sentences from the top ``context_chunks`` hits."""
 
     def __init__(
@@ -43,29 +30,14 @@ class ExtractiveAnswerer:
         min_sentence_score: float = 0.25,
         max_candidates: int = 16,
     ) -> None:
-        self.embedder = embedder
-        self.min_relevance = min_relevance
+        super().__init__(embedder, min_relevance=min_relevance, context_chunks=context_chunks)
         self.max_sentences = max_sentences
-        self.context_chunks = context_chunks
         self.min_sentence_score = min_sentence_score
         self.max_candidates = max_candidates
 
-    def answer(
-        self,
-        question: str,
-        hits: Sequence[Hit],
-        principal: Principal,
-        query_vector: np.ndarray | None = None,
-    ) -> Answer:
-        """Answer from ``hits`` (already ACL-filtered by the store; checked again here) or abstain."""
-        t0 = time.perf_counter()
-        if query_vector is None:
-            query_vector = self.embedder.embed([question])[0]
-        readable = relevant_readable(hits, principal, self.context_chunks, self.embedder, query_vector,
-                                     self.min_relevance)
-        if not readable:
-            return self._abstain(question, hits, t0)
-
+    def _compose(self, question: str, readable: list[Hit], hits: Sequence[Hit], principal: Principal,
+                 query_vector: np.ndarray, started: float, on_token: Callable[[str], None] | None) -> Answer | None:
+        """Quote the best supporting sentences of ``readable``, or None to abstain."""
         candidates: list[tuple[int, str]] = []  # (index into readable, sentence)
         seen: set[str] = set()  # overlapping chunks repeat sentences: quote each once, from its best chunk
         for i, h in enumerate(readable):
@@ -76,7 +48,7 @@ class ExtractiveAnswerer:
                     seen.add(key)  # headings are not quoted either
                     candidates.append((i, sentence))
         if not candidates:
-            return self._abstain(question, hits, t0)
+            return None
         q_terms = content_terms(question, QUERY_STOP_WORDS)
         overlaps = [len(q_terms & content_terms(sentence, QUERY_STOP_WORDS)) / max(1, len(q_terms))
                     for _, sentence in candidates]
@@ -93,7 +65,7 @@ class ExtractiveAnswerer:
         order = sorted(range(len(candidates)), key=lambda j: -scores[j])
         chosen = [j for j in order if scores[j] >= self.min_sentence_score][: self.max_sentences]
         if not chosen:
-            return self._abstain(question, hits, t0)
+            return None
 
         numbers: dict[int, int] = {}
         citations: list[Citation] = []
@@ -109,17 +81,6 @@ class ExtractiveAnswerer:
             text=" ".join(parts),
             citations=tuple(citations),
             abstained=False,
-            latency_ms={"answer": (time.perf_counter() - t0) * 1000},
-            hits=tuple(hits),
-        )
-
-    @staticmethod
-    def _abstain(question: str, hits: Sequence[Hit], t0: float) -> Answer:
-        return Answer(
-            question=question,
-            text=ABSTAIN_TEXT,
-            citations=(),
-            abstained=True,
-            latency_ms={"answer": (time.perf_counter() - t0) * 1000},
+            latency_ms={"answer": (time.perf_counter() - started) * 1000},
             hits=tuple(hits),
         )

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ragtune.answer.extractive import ABSTAIN_TEXT, relevant_readable
+from ragtune.answer.base import GatedAnswerer
 from ragtune.core import Answer, Citation, Hit, Principal
 from ragtune.errors import RagtuneError, StructuredOutputError
 from ragtune.models.embedder import Embedder
@@ -72,28 +72,19 @@ def _snippet(chunk_text: str, answer: str) -> str:
     return max(candidates, key=lambda s: len(words & content_terms(s, QUERY_STOP_WORDS)))
 
 
-class GenerativeAnswerer:
+class GenerativeAnswerer(GatedAnswerer):
     """Answers with a generator over the top accessible hits; abstains when retrieval is not confident."""
 
     def __init__(self, generator: Generator, embedder: Embedder, min_relevance: float = 0.35,
                  context_chunks: int = 4, max_tokens: int = 256) -> None:
+        super().__init__(embedder, min_relevance=min_relevance, context_chunks=context_chunks)
         self.generator = generator
-        self.embedder = embedder
-        self.min_relevance = min_relevance
-        self.context_chunks = context_chunks
         self.max_tokens = max_tokens
 
-    def answer(self, question: str, hits: Sequence[Hit], principal: Principal,
-               query_vector: np.ndarray | None = None, on_token: Callable[[str], None] | None = None) -> Answer:
+    def _compose(self, question: str, readable: list[Hit], hits: Sequence[Hit], principal: Principal,
+                 query_vector: np.ndarray, started: float, on_token: Callable[[str], None] | None) -> Answer:
         """Generate an answer citing the sources; invalid citations are dropped and flagged."""
-        t0 = time.perf_counter()
-        if query_vector is None:
-            query_vector = self.embedder.embed([question])[0]
-        readable = relevant_readable(hits, principal, self.context_chunks, self.embedder, query_vector,
-                                     self.min_relevance)
-        if not readable:
-            return Answer(question, ABSTAIN_TEXT, (), True, {"answer": (time.perf_counter() - t0) * 1000},
-                          tuple(hits))
+        t0 = started
         raw = self.generator.generate(build_messages(question, readable), max_tokens=self.max_tokens,
                                       on_token=on_token)
         gen_ms = (time.perf_counter() - t0) * 1000

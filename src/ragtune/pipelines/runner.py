@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragtune.answer.extractive import ABSTAIN_TEXT
-from ragtune.core import Answer, Hit, Principal
+from ragtune.answer.base import ABSTAIN_TEXT
+from ragtune.core import Answer, Principal
 from ragtune.errors import ConfigError
 from ragtune.pipelines.spec import (
     AnswerStep,
@@ -21,6 +21,7 @@ from ragtune.pipelines.spec import (
     VerifyStep,
 )
 from ragtune.project import Project
+from ragtune.retrieval.hybrid import Retrieval
 from ragtune.tuning.base import NEEDS_REVIEW, TextClassifier
 from ragtune.tuning.classify import classify_texts
 
@@ -134,8 +135,7 @@ class PipelineRunner:
         if not text.strip():
             raise ConfigError("the pipeline input is empty")
         result = PipelineResult(pipeline=self.spec.name, input=text, user=principal.user)
-        hits: list[Hit] = []
-        query_vector = None
+        retrieval = Retrieval(hits=[])
         unsupported = False
         t_all = time.perf_counter()
         for n, (kind, step) in enumerate(self.spec.steps, start=1):
@@ -147,10 +147,9 @@ class PipelineRunner:
             if isinstance(step, RetrieveStep):
                 corpus = self._corpus(step.corpus)
                 retrieval = corpus.search(text, principal, top_k=step.top_k)
-                hits, query_vector = retrieval.hits, retrieval.query_vector
             elif isinstance(step, AnswerStep):
                 answerer = self.project.answerer if step.generator == "project" else self.project.extractive_answerer
-                result.answer = answerer.answer(text, hits, principal, query_vector)
+                result.answer = answerer.answer(text, retrieval, principal)
             elif isinstance(step, ClassifyStep):
                 clf = self._classifier(step.model)
                 (out,) = classify_texts(clf, [text], top_k=step.top_k, threshold=step.threshold)

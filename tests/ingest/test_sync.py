@@ -15,6 +15,8 @@ from ragtune.models.embedder import MiniLMEmbedder
 from ragtune.retrieval.hybrid import HybridRetriever
 from ragtune.store.lance import LanceStore
 
+pytestmark = pytest.mark.integration
+
 LEGAL = Principal("ann", frozenset({"legal"}))
 OUTSIDER = Principal("bob")
 

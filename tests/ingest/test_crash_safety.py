@@ -21,6 +21,8 @@ from ragtune.config import init_project
 from ragtune.core import Principal
 from ragtune.project import Project
 
+pytestmark = pytest.mark.integration
+
 CLI = [sys.executable, "-c", "from ragtune.cli import main; main()"]
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
-from ragtune.answer.extractive import ABSTAIN_TEXT, ExtractiveAnswerer
+from ragtune.answer.base import ABSTAIN_TEXT
+from ragtune.answer.extractive import ExtractiveAnswerer
 from ragtune.core import Chunk, Hit, Principal
 from ragtune.models.embedder import MiniLMEmbedder
+from ragtune.retrieval.hybrid import Retrieval
 
 
 def chunk(cid: str, text: str) -> Chunk:
@@ -27,7 +29,7 @@ def test_answer_quotes_the_supporting_sentence_with_its_citation(embedder: MiniL
         chunk("a", "The office opens at nine. Backups are retained for ninety days in two regions."),
         chunk("b", "Parking is free on weekends. The cafeteria serves lunch from noon."),
     ]
-    ans = ExtractiveAnswerer(embedder, max_sentences=1).answer(q, hits(embedder, q, cs), Principal("u"))
+    ans = ExtractiveAnswerer(embedder, max_sentences=1).answer(q, Retrieval(hits(embedder, q, cs)), Principal("u"))
     assert not ans.abstained
     assert ans.text == "Backups are retained for ninety days in two regions. [1]"
     assert [(c.number, c.chunk.chunk_id) for c in ans.citations] == [(1, "a")]
@@ -40,7 +42,7 @@ def test_every_citation_number_in_the_text_exists(embedder: MiniLMEmbedder) -> N
         chunk("b", "After closure, invoices about the customer are kept for ten years for tax audits."),
         chunk("c", "Customer data may be exported before account closure on request."),
     ]
-    ans = ExtractiveAnswerer(embedder, max_sentences=3).answer(q, hits(embedder, q, cs), Principal("u"))
+    ans = ExtractiveAnswerer(embedder, max_sentences=3).answer(q, Retrieval(hits(embedder, q, cs)), Principal("u"))
     numbers = {int(n) for n in re.findall(r"\[(\d+)\]", ans.text)}
     assert numbers == {c.number for c in ans.citations} and len(numbers) >= 2
     for c in ans.citations:
@@ -50,15 +52,16 @@ def test_every_citation_number_in_the_text_exists(embedder: MiniLMEmbedder) -> N
 def test_abstains_below_the_relevance_threshold(embedder: MiniLMEmbedder) -> None:
     q = "What is the capital of Mongolia?"
     cs = [chunk("a", "Backups are retained for ninety days in two regions.")]
-    ans = ExtractiveAnswerer(embedder, min_relevance=0.35).answer(q, hits(embedder, q, cs), Principal("u"))
+    ans = ExtractiveAnswerer(embedder, min_relevance=0.35).answer(q, Retrieval(hits(embedder, q, cs)), Principal("u"))
     assert ans.abstained and ans.text == ABSTAIN_TEXT and ans.citations == ()
-    assert ExtractiveAnswerer(embedder).answer(q, [], Principal("u")).abstained
+    assert ExtractiveAnswerer(embedder).answer(q, Retrieval([]), Principal("u")).abstained
 
 
 def test_a_sentence_repeated_by_overlapping_chunks_is_quoted_once(embedder: MiniLMEmbedder) -> None:
     text = "Backups are kept for ninety days in two regions. Restores take one hour."
     q = "How long are backups kept?"
     answer = ExtractiveAnswerer(embedder, max_sentences=3).answer(
-        q, hits(embedder, q, [chunk("a", text), chunk("b", "Backups are kept for ninety days in two regions.")]),
+        q, Retrieval(hits(embedder, q, [chunk("a", text),
+                                        chunk("b", "Backups are kept for ninety days in two regions.")])),
         Principal("u"))
     assert answer.text.count("Backups are kept for ninety days") == 1

@@ -26,8 +26,10 @@ from ragtune.models.generator import (
     OpenAICompatibleGenerator,
     resolve_api_key,
 )
-from ragtune.retrieval.hybrid import HybridRetriever
+from ragtune.retrieval.hybrid import HybridRetriever, Retrieval
 from ragtune.store.lance import LanceStore
+
+pytestmark = pytest.mark.integration
 
 LEGAL = Principal("ann", frozenset({"legal"}))
 OUTSIDER = Principal("bob")
@@ -88,7 +90,7 @@ def test_generated_answer_cites_only_readable_numbered_sources(local: LlamaCppGe
     answerer = GenerativeAnswerer(local, embedder, max_tokens=80)
     question = "How long are backups kept?"
     r = retriever.retrieve(question, LEGAL)
-    answer = answerer.answer(question, r.hits, LEGAL, r.query_vector)
+    answer = answerer.answer(question, r, LEGAL)
     assert not answer.abstained and answer.text
     assert [c.number for c in answer.citations] == list(range(1, len(answer.citations) + 1))
     cited = {int(n) for n in __import__("re").findall(r"\[(\d+)\]", answer.text)}
@@ -108,7 +110,8 @@ def test_unreadable_hits_never_reach_the_prompt_or_the_citations(local: LlamaCpp
     mixed: list[Hit] = leaked + outsider_hits  # as if a bug had handed over chunks bob may not read
     prompt = build_messages(question, [h for h in mixed if OUTSIDER.can_read(h.chunk.acl)])[1]["content"]
     assert "150,000" not in prompt
-    answer = GenerativeAnswerer(local, embedder, max_tokens=60, min_relevance=-1).answer(question, mixed, OUTSIDER)
+    answer = GenerativeAnswerer(local, embedder, max_tokens=60, min_relevance=-1).answer(question, Retrieval(mixed),
+                                                                                          OUTSIDER)
     assert "150,000" not in answer.text
     assert all(OUTSIDER.can_read(c.chunk.acl) for c in answer.citations)
 
