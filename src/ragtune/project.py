@@ -146,7 +146,7 @@ class Project:
         if model not in self._checkers:
             from ragtune.verify.groundedness import GroundednessChecker
 
-            self._checkers[model] = GroundednessChecker.from_registry(self.settings.models_dir, model)
+            self._checkers[model] = GroundednessChecker.from_registry(self.registry, model)
         return cast("GroundednessChecker", self._checkers[model])
 
     def _syncer(self) -> Syncer:

@@ -17,6 +17,7 @@ from ragtune.config import init_project
 from ragtune.core import Answer, Chunk, Citation, Principal
 from ragtune.errors import DataError, ModelNotFoundError, RagtuneError
 from ragtune.models.embedder import MiniLMEmbedder
+from ragtune.tuning.registry import Registry
 from ragtune.verify import (
     EmbeddingCosineScorer,
     GroundednessChecker,
@@ -69,7 +70,7 @@ def trained(split: tuple[list[LabelledPair], list[LabelledPair]], tmp_path_facto
     write_begin(root / "data" / "begin" / "train.tsv", split[0])
     init_project(root / "project")
     models = root / "project" / "models"
-    result = train_groundedness(models, root / "data", params=TINY, validation_fraction=0.25)
+    result = train_groundedness(Registry(models), root / "data", params=TINY, validation_fraction=0.25)
     return {"result": result, "models": models, "project": root / "project"}
 
 
@@ -136,7 +137,7 @@ def test_bad_data_gives_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="unknown begin_label 'Maybe'"):
         load_training_pairs(tmp_path)
     with pytest.raises(RagtuneError, match="data folder not found"):
-        train_groundedness(tmp_path / "models", tmp_path / "missing")
+        train_groundedness(Registry(tmp_path / "models"), tmp_path / "missing")
 
 
 # -- pair encoding --------------------------------------------------------------------------------------------------
@@ -237,7 +238,7 @@ def test_tiny_checker_learns_on_held_out_knowledge(trained: dict[str, Any],
 def test_registry_round_trip_gives_the_same_scores(trained: dict[str, Any],
                                                    split: tuple[list[LabelledPair], list[LabelledPair]]) -> None:
     fitted: GroundednessChecker = trained["result"].checker
-    loaded = GroundednessChecker.from_registry(trained["models"])
+    loaded = GroundednessChecker.from_registry(Registry(trained["models"]))
     pairs = [(p.sentence, p.evidence) for p in split[1][:40]]
     assert loaded.name == "groundedness v1" and loaded.threshold == fitted.threshold
     assert loaded.combiner == fitted.combiner
@@ -246,7 +247,7 @@ def test_registry_round_trip_gives_the_same_scores(trained: dict[str, Any],
 
 
 def test_trained_checker_flags_the_unsupported_sentence(trained: dict[str, Any]) -> None:
-    checker = GroundednessChecker.from_registry(trained["models"])
+    checker = GroundednessChecker.from_registry(Registry(trained["models"]))
     knowledge = ("Cheerleading is an activity in which the participants cheer for their team as a form of "
                  "encouragement.")
     unrelated = "The Eiffel Tower was completed in 1889 and is located in Paris."
@@ -262,9 +263,9 @@ def test_trained_checker_flags_the_unsupported_sentence(trained: dict[str, Any])
 
 def test_missing_model_says_how_to_train_it(tmp_path: Path, trained: dict[str, Any]) -> None:
     with pytest.raises(ModelNotFoundError, match="ragtune verify train --data"):
-        GroundednessChecker.from_registry(tmp_path / "models")
+        GroundednessChecker.from_registry(Registry(tmp_path / "models"))
     with pytest.raises(ModelNotFoundError, match="--name other"):
-        GroundednessChecker.from_registry(trained["models"], "other")
+        GroundednessChecker.from_registry(Registry(trained["models"]), "other")
 
 
 # -- command line ---------------------------------------------------------------------------------------------------
@@ -278,7 +279,7 @@ def test_cli_check_scores_a_sentence_against_evidence(trained: dict[str, Any]) -
     good = runner.invoke(verify_app, ["check", claim, "--evidence", KNOWLEDGE, "--project", project, "--json"])
     assert good.exit_code == 0, good.output
     data = json.loads(good.output)
-    checker = GroundednessChecker.from_registry(trained["models"])
+    checker = GroundednessChecker.from_registry(Registry(trained["models"]))
     assert data["probability"] == pytest.approx(float(checker.score([(claim, KNOWLEDGE)])[0]), abs=1e-6)
     assert data["verdict"] == "supported" and data["model"] == "groundedness v1"
     bad = runner.invoke(verify_app, ["check", "The Eiffel Tower is in Rome.", "--evidence", KNOWLEDGE,

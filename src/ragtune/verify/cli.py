@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ragtune.errors import DataError, RagtuneError
+
+if TYPE_CHECKING:
+    from ragtune.tuning.registry import Registry
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -31,10 +34,10 @@ ProjectOpt = Annotated[
 ]
 
 
-def _models_dir(project: Path | None) -> Path:
+def _registry(project: Path | None) -> Registry:
     from ragtune.project import Project
 
-    return Project.open(project).settings.models_dir
+    return Project.open(project).registry
 
 
 class _Bar:
@@ -82,7 +85,7 @@ def train_checker(
     """
     from ragtune.verify.groundedness import train_groundedness
 
-    models_dir = _models_dir(project)
+    registry = _registry(project)
     params: dict[str, Any] = {}
     if epochs is not None:
         params["epochs"] = epochs
@@ -92,7 +95,7 @@ def train_checker(
                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=err,
                    disable=not sys.stderr.isatty())
     with bar:
-        result = train_groundedness(models_dir, data, name=name, params=params, validation_fraction=validation,
+        result = train_groundedness(registry, data, name=name, params=params, validation_fraction=validation,
                                     max_pairs=max_pairs, generic=generic, seed=seed, progress=_Bar(bar))
     v = result.validation
     counts = ", ".join(f"{src} {c['supported']}+/{c['unsupported']}-" for src, c in result.train_counts.items())
@@ -131,7 +134,7 @@ def check(
     assert evidence is not None
     if not sentence.strip() or not evidence.strip():
         raise DataError("the sentence and the evidence must both be non-empty")
-    checker = GroundednessChecker.from_registry(_models_dir(project), model, version)
+    checker = GroundednessChecker.from_registry(_registry(project), model, version)
     t = checker.threshold if threshold is None else threshold
     p = float(checker.score([(sentence, evidence)])[0])
     verdict = "supported" if p >= t else "unsupported"

@@ -204,14 +204,13 @@ class GroundednessChecker:
         self._column = classes.index(SUPPORTED)
 
     @classmethod
-    def from_registry(cls, models_root: Path | str, name: str = DEFAULT_MODEL,
+    def from_registry(cls, registry: Registry, name: str = DEFAULT_MODEL,
                       version: int | None = None) -> GroundednessChecker:
         """Load a checker from the project's model registry (no network)."""
-        registry = Registry(Path(models_root))
         command = TRAIN_COMMAND + ("" if name == DEFAULT_MODEL else f" --name {name}")
         known = [c.name for c in registry.list()]
         if name not in known:
-            raise ModelNotFoundError(f"no groundedness checker named {name!r} in {models_root} (models there: "
+            raise ModelNotFoundError(f"no groundedness checker named {name!r} in {registry.root} (models there: "
                                      f"{', '.join(known) or 'none'}); train it with `{command}`")
         try:
             card = registry.card(name, version)
@@ -325,7 +324,7 @@ def pairs_sha256(pairs: Sequence[LabelledPair]) -> str:
 
 
 def train_groundedness(
-    models_root: Path | str,
+    registry: Registry,
     data: Path | str,
     name: str = DEFAULT_MODEL,
     params: dict[str, Any] | None = None,
@@ -368,6 +367,6 @@ def train_groundedness(
         "calibration": clf.calibration_,
         "train_seconds": seconds,
     }
-    card = Registry(Path(models_root)).register(name, clf, card)
+    card = registry.register(name, clf, card)
     checker.name = f"{name} v{card.version}"
     return GroundednessTrainResult(card, checker, found, describe(train), describe(validation), seconds)
