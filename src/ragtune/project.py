@@ -188,8 +188,13 @@ class Project:
         with state.write_lock("sync"):
             self._check_embedder(record=True)
             roots = load_roots(state)
-            if not roots and self.store.count() == 0:
-                raise EmptyCorpusError("nothing ingested yet: run `ragtune ingest PATH` first")
+            if not roots:
+                if self.store.count() == 0:
+                    raise EmptyCorpusError("nothing ingested yet: run `ragtune ingest PATH` first")
+                # Never "sync" an index whose roots were lost into an empty one: say so, remove nothing.
+                raise RagtuneError(f"the index holds documents but no ingested folders are recorded in "
+                                   f"{self.settings.index_dir}: run `ragtune ingest FOLDER` for each folder, or "
+                                   "`ragtune check --repair` to drop documents under no folder")
             out = []
             syncer = self._syncer()
             for root in roots:

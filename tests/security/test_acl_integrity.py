@@ -288,3 +288,12 @@ def test_an_unreadable_folder_keeps_its_documents(tmp_path: Path) -> None:
     finally:
         os.chmod(base / "corpus" / "hr", 0o755)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_lost_roots_never_empty_the_index(tmp_path: Path, corpus: Path) -> None:
+    proj = project(tmp_path)
+    proj.ingest(corpus)
+    proj.store.state.set_roots({})  # e.g. roots.json deleted by hand
+    with pytest.raises(RagtuneError, match="no ingested folders are recorded"):
+        proj.sync()
+    assert len(proj.sources()) == 2
