@@ -16,8 +16,6 @@ from rich.console import Console
 from ragtune.advisor.answers import collect_answers, evidence_run_answers, inferred_answers, parse_answers
 from ragtune.advisor.guide import KnowledgeChange, Task, next_steps, recommend
 from ragtune.advisor.render import evidence_json, next_steps_markdown, render, render_evidence
-from ragtune.advisor.report import write_evidence_report
-from ragtune.advisor.run import gather_evidence
 
 
 def _interactive() -> bool:
@@ -132,6 +130,10 @@ def _advise_from_evidence(docs: Path | None, questions: Path | None, labels: Pat
         from ragtune.project import Project
 
         opened = Project.open(project)
+    # The evidence layer pulls in scikit-learn, scipy and the store: imported here, so `ragtune --help` is fast.
+    from ragtune.advisor.report import write_evidence_report
+    from ragtune.advisor.run import gather_evidence
+
     given = evidence_run_answers(answers_file, flags)  # never prompted: an evidence run may be automated
     guide = recommend(given) if given is not None else None
     with Console(stderr=True).status("gathering evidence…") as status:

@@ -8,21 +8,52 @@ evidence) pairs; ``check_answer`` turns an :class:`~ragtune.core.Answer` into a 
 
 from __future__ import annotations
 
-from ragtune.verify.baselines import EmbeddingCosineScorer, LexicalOverlapScorer
-from ragtune.verify.data import SUPPORTED, UNSUPPORTED, LabelledPair, load_begin, load_scifact, load_training_pairs
-from ragtune.verify.evaluate import GroundednessEvaluator, PairScorer
-from ragtune.verify.groundedness import (
-    DEFAULT_MODEL,
-    Combiner,
-    GroundednessChecker,
-    GroundednessReport,
-    SentenceCheck,
-    check_answer,
-    cited_sentences,
-    hallucination_rate,
-    train_groundedness,
-)
-from ragtune.verify.pairs import pair_text
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Names are loaded on first use (PEP 562), so importing ``ragtune.verify.cli`` for `ragtune --help` does not pull
+# in scikit-learn, torch and the registry.
+_HOMES = {
+    "EmbeddingCosineScorer": "baselines", "LexicalOverlapScorer": "baselines",
+    "SUPPORTED": "data", "UNSUPPORTED": "data", "LabelledPair": "data", "load_begin": "data",
+    "load_scifact": "data", "load_training_pairs": "data",
+    "GroundednessEvaluator": "evaluate", "PairScorer": "evaluate",
+    "DEFAULT_MODEL": "groundedness", "Combiner": "groundedness", "GroundednessChecker": "groundedness",
+    "GroundednessReport": "groundedness", "SentenceCheck": "groundedness", "check_answer": "groundedness",
+    "cited_sentences": "groundedness", "hallucination_rate": "groundedness", "train_groundedness": "groundedness",
+    "pair_text": "pairs",
+}
+
+if TYPE_CHECKING:
+    from ragtune.verify.baselines import EmbeddingCosineScorer, LexicalOverlapScorer
+    from ragtune.verify.data import (
+        SUPPORTED,
+        UNSUPPORTED,
+        LabelledPair,
+        load_begin,
+        load_scifact,
+        load_training_pairs,
+    )
+    from ragtune.verify.evaluate import GroundednessEvaluator, PairScorer
+    from ragtune.verify.groundedness import (
+        DEFAULT_MODEL,
+        Combiner,
+        GroundednessChecker,
+        GroundednessReport,
+        SentenceCheck,
+        check_answer,
+        cited_sentences,
+        hallucination_rate,
+        train_groundedness,
+    )
+    from ragtune.verify.pairs import pair_text
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'ragtune.verify' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"ragtune.verify.{_HOMES[name]}"), name)
+
 
 __all__ = [
     "DEFAULT_MODEL",
