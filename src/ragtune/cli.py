@@ -46,6 +46,25 @@ app = typer.Typer(
     rich_markup_mode="markdown",  # docstring paragraphs re-wrap to the terminal width
     add_completion=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"ragtune {version('ragtune')}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                               help="Print ragtune's version and exit.")] = False,
+) -> None:
+    """RAG with per-document permissions and citations, calibrated fine-tuned classifiers, hybrid pipelines and
+    an advisor that recommends the architecture from evidence."""
+
+
 @app.command()
 def init(
     directory: Annotated[Path, typer.Argument(help="Folder to create the project in.")] = Path("."),

@@ -74,3 +74,8 @@ def test_isolation_setting_reaches_search_and_hides_raw_lexical_scores(tmp_path:
     hits = json.loads(out)["hits"]
     assert code == 0 and hits and all(h["lexical_score"] is None for h in hits)
     assert any(h["lexical_rank"] == 1 for h in hits)
+
+
+def test_version_flag() -> None:
+    code, out = invoke("--version")
+    assert code == 0 and out.startswith("ragtune ") and out.split()[1][0].isdigit()

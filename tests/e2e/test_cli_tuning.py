@@ -56,7 +56,10 @@ def test_train_classify_and_manage_models(tmp_path: Path) -> None:
     assert [(m["name"], m["version"], m["method"]) for m in listed] == [("triage", 1, "head")]
     card = json.loads(ok("models", "show", "triage", "-p", str(proj)))
     assert card["data_sha256"] and len(card["classes"]) == 8 and card["metrics"]["accuracy"] > 0.85
-    ok("models", "delete", "triage", "-p", str(proj))
+    refused = runner.invoke(app, ["models", "delete", "triage", "-p", str(proj)])  # no terminal, no --yes
+    assert refused.exit_code != 0 and "pass --yes" in str(refused.exception)
+    assert json.loads(ok("models", "list", "--json", "-p", str(proj)))  # nothing deleted
+    ok("models", "delete", "triage", "--yes", "-p", str(proj))
     result = runner.invoke(app, ["classify", "x", "--model", "triage", "-p", str(proj)])
     assert result.exit_code != 0 and "no model named 'triage'" in str(result.exception)
 

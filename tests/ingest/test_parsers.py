@@ -586,3 +586,10 @@ def test_size_limit_counts_bytes_read(tmp_path: Path) -> None:
     with pytest.raises(ParseError, match="over the"):
         read_source(big, 1000)
     assert len(read_source(big, 5000)) == 5000
+
+
+def test_pypdf_warnings_stay_out_of_the_output(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    broken = write(tmp_path, "broken.pdf", b"%PDF-1.4 this is not really a pdf")
+    with caplog.at_level("WARNING"), pytest.raises(ParseError, match="corrupt or unreadable PDF"):
+        parse_file(broken)
+    assert not [r for r in caplog.records if r.name.startswith("pypdf")]

@@ -5,6 +5,7 @@ styles delimit sections, tables in document order). Each takes a file's bytes an
 from __future__ import annotations
 
 import io
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,9 @@ def parse_pdf(data: bytes, path: Path) -> Parsed:
     """PDF: one section per page, numbered from 1."""
     from pypdf import PdfReader
 
+    # pypdf logs its own warnings ("EOF marker not found", "invalid pdf header") next to ragtune's per-file
+    # reason; only ragtune's reason is shown.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:

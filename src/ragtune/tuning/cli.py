@@ -205,9 +205,19 @@ def models_show(name: Annotated[str, typer.Argument(help="Model name.")],
 @models_app.command("delete")
 def models_delete(name: Annotated[str, typer.Argument(help="Model name.")],
                   version: Annotated[int | None, typer.Option(help="Only this version (default: all).")] = None,
+                  yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking (needed when not "
+                                                    "at a terminal).")] = False,
                   project: ProjectOpt = None) -> None:
-    """Delete a model (every version, or one)."""
-
-    gone = Project.open(project).registry.delete(name, version)
+    """Delete a model (every version, or one). Asks first unless --yes is given."""
+    registry = Project.open(project).registry
+    card = registry.card(name, version)  # a missing model or version is an error before anything is asked
+    what = (f"version {version} of {name}" if version is not None
+            else f"every version of {name} (latest v{card.version})")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise RagtuneError(f"deleting {what} needs confirmation: pass --yes")
+        if not typer.confirm(f"delete {what}?", default=False):
+            raise typer.Exit(1)
+    gone = registry.delete(name, version)
     out.print(f"deleted {name} version(s) {', '.join(map(str, gone))}", markup=False)
 
