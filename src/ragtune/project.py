@@ -53,6 +53,7 @@ class Project:
             self.__dict__["embedder"] = embedder  # fills the cached property
         self._classifiers: dict[tuple[str, int | None], Any] = {}
         self._checkers: dict[str, Any] = {}
+        self._embedder_checked = False  # searches read the index's fingerprint once, not on every query
 
     @classmethod
     def open(cls, project_dir: Path | str | None = None) -> Project:
@@ -212,8 +213,11 @@ class Project:
                 out.append((Path("(documents under no ingested root)"), report))
         return out
 
+    def _doc_ids_under(self, root: Path) -> list[str]:
+        return [d.doc_id for d in self.store.documents() if source_prefix_matches(d.source_path, root)]
+
     def _missing_root(self, root: Path) -> SyncReport:
-        docs = [d.doc_id for d in self.store.documents() if source_prefix_matches(d.source_path, root)]
+        docs = self._doc_ids_under(root)
         report = SyncReport()
         if self.settings.ingest.keep_missing_roots:
             report.failed.append((str(root), f"{root} is missing; its {len(docs)} document(s) are kept and still "
@@ -236,7 +240,7 @@ class Project:
             if root not in roots:
                 listed = ", ".join(map(str, roots)) or "none"
                 raise RagtuneError(f"{path} is not an ingested root (roots: {listed}); see `ragtune roots list`")
-            docs = [d.doc_id for d in self.store.documents() if source_prefix_matches(d.source_path, root)]
+            docs = self._doc_ids_under(root)
             self.store.delete_documents(docs)
             del roots.roots[root]
             save_roots(state, roots)
@@ -268,7 +272,8 @@ class Project:
     def _require_corpus(self) -> None:
         if self.store.count() == 0:
             raise EmptyCorpusError("the index is empty: run `ragtune ingest PATH` first")
-        self._check_embedder(record=False)
+        if not self._embedder_checked:
+            self._check_embedder(record=False)
 
     def _check_embedder(self, record: bool) -> None:
         """Refuse to mix vectors of two models: the index records the fingerprint of the embedder that filled it."""
@@ -277,6 +282,7 @@ class Project:
         if stored is None:
             if record:
                 state.set_meta("embedder", current)
+                self._embedder_checked = True
             return
         if stored != current:
             raise ConfigError(
@@ -284,6 +290,7 @@ class Project:
                 f"{current}: vectors of two models cannot be searched together. Move that folder away and "
                 "ingest every root again (`ragtune roots list` shows them), or set embedder back in ragtune.yaml"
             )
+        self._embedder_checked = True
 
     def _ready(self, query: str) -> None:
         if not query.strip():

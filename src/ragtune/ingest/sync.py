@@ -67,7 +67,11 @@ class SyncReport:
 
 def doc_id_for(path: Path) -> str:
     """Stable document id: a hash of the real path (symlinks resolved)."""
-    return hashlib.sha1(str(Path(os.path.realpath(path))).encode("utf-8")).hexdigest()[:16]
+    return _doc_id(Path(os.path.realpath(path)))
+
+
+def _doc_id(real: Path) -> str:
+    return hashlib.sha1(str(real).encode("utf-8")).hexdigest()[:16]
 
 
 def iter_source_files(root: Path, exclude: tuple[Path, ...] = ()) -> list[Path]:
@@ -132,7 +136,7 @@ class Syncer:
         report.skipped.extend(walk.skipped)
         ways: dict[str, list[Found]] = {}
         for one in walk.files:
-            ways.setdefault(doc_id_for(one.real), []).append(one)
+            ways.setdefault(_doc_id(one.real), []).append(one)  # the walk resolved it already
         if progress:
             progress.start(len(ways))
         pending: list[_Pending] = []
@@ -160,8 +164,8 @@ class Syncer:
         report.seconds = time.perf_counter() - t0
         return report
 
-    def _acl(self, found: list[Found], data: bytes, front_matter: dict[str, Any] | None,
-             resolver: AclResolver, walked_root: Path) -> Acl:
+    def _acl(self, found: list[Found], front_matter: dict[str, Any] | None, resolver: AclResolver,
+             walked_root: Path) -> Acl:
         """One ACL for a file however many ways it was reached: the narrowest of them."""
         acl: Acl | None = None
         for way in found:
@@ -184,7 +188,7 @@ class Syncer:
             data = read_source(way.real, self.max_bytes)
             doc_hash = hashlib.sha256(data).hexdigest()
             if old is not None and old.doc_hash == doc_hash:
-                acl = self._acl(found, data, read_front_matter(data, way.real), resolver, walked_root)
+                acl = self._acl(found, read_front_matter(data, way.real), resolver, walked_root)
                 if acl.is_empty:
                     report.no_acl.append(str(path))
                 if tuple(acl.tokens()) == old.acl:
@@ -194,7 +198,7 @@ class Syncer:
                 report.reacl += 1
                 return "reacl"
             parsed = parse_bytes(data, way.real)
-            acl = self._acl(found, data, parsed.metadata, resolver, walked_root)
+            acl = self._acl(found, parsed.metadata, resolver, walked_root)
         except RagtuneError as exc:
             report.failed.append((str(path), str(exc)))
             if old is not None:
@@ -233,7 +237,7 @@ class Syncer:
         acl = Acl()
         if not isinstance(exc, AclError | FrontMatterError):
             try:
-                acl = self._acl(found, b"", None, resolver, walked_root).intersect(Acl.from_tokens(list(old.acl)))
+                acl = self._acl(found, None, resolver, walked_root).intersect(Acl.from_tokens(list(old.acl)))
             except RagtuneError:
                 acl = Acl()
         if tuple(acl.tokens()) != old.acl:

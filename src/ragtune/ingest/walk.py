@@ -8,15 +8,15 @@ is reported, and the caller keeps its documents (it is not "deleted" just becaus
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ragtune.ingest.acl import ACL_FILE
 from ragtune.ingest.parsers import is_supported
-
-ACL_FILE = "_acl.yaml"
 
 
 @dataclass(frozen=True)
@@ -43,13 +43,13 @@ def _real(path: Path) -> Path:
     try:
         return Path(os.path.realpath(path, strict=True))
     except RuntimeError as exc:  # older Pythons report loops this way
-        raise OSError(40, "symlink loop") from exc
+        raise OSError(errno.ELOOP, "symlink loop") from exc
 
 
 def _why(exc: OSError) -> str:
-    if exc.errno == 40:
+    if exc.errno == errno.ELOOP:
         return "symlink loop; fix or remove the link"
-    if exc.errno == 2:
+    if exc.errno == errno.ENOENT:
         return "broken link (its target does not exist)"
     return f"cannot read ({exc.strerror or exc})"
 
