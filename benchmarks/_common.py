@@ -233,9 +233,12 @@ def write_row(
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
     if command is not None:
         # Keep the recorded command exact: replace the fenced block that follows "Command".
+        # The whole fenced block is replaced, so a command of several lines is not repeated on each run.
         for i in range(start + 1, end - 1):
             if lines[i].strip() == "```sh":
-                lines[i + 1] = command
+                close = next((k for k in range(i + 1, end) if lines[k].strip() == "```"), i + 1)
+                lines[i + 1 : close] = command.splitlines()
+                end += len(command.splitlines()) - (close - i - 1)
                 break
     table = [i for i in range(start + 1, end) if lines[i].lstrip().startswith("|")]
     if not table:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import textwrap
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,11 +16,47 @@ from ragtune.ingest import chunking
 from ragtune.verify import groundedness
 
 
-def test_sentences_split_at_end_punctuation_and_line_breaks() -> None:
-    assert T.split_sentences('He said "stop." Then (quietly) left!  Next\nline [1]') == [
-        'He said "stop."', "Then (quietly) left!", "Next", "line [1]"]
+def test_sentences_follow_sentences_not_lines() -> None:
+    text = ("Hotel stays are reimbursed up to 180 EUR per night in\ncapital cities and 130 EUR elsewhere. Cards\n"
+            "have a limit of 5,000 EUR, e.g. for travel. See Sec. 4.2 of the U.S. policy.\n\nA new paragraph")
+    assert T.split_sentences(text) == [
+        "Hotel stays are reimbursed up to 180 EUR per night in\ncapital cities and 130 EUR elsewhere.",
+        "Cards\nhave a limit of 5,000 EUR, e.g. for travel.", "See Sec. 4.2 of the U.S. policy.", "A new paragraph"]
+    assert T.split_sentences('He said "stop." Then (quietly) left!  Next [1]') == [
+        'He said "stop."', "Then (quietly) left!", "Next [1]"]
     assert T.split_sentences("  \n ") == []
     assert T.sentence_spans("Version 4.2.1 ships.") == [(0, 20)]
+
+
+def test_headings_list_items_and_table_rows_end_at_their_line() -> None:
+    text = ("# Travel\nData Retention - Backups\nAll backups are deleted. Restores take\nan hour.\n"
+            "- first item\n- second item\n1. numbered\n| a | b |\n3.1 Travel Expenses\nText.")
+    segments = [(text[s:e], heading) for s, e, heading in T.sentence_segments(text)]
+    assert segments == [
+        ("# Travel", True), ("Data Retention - Backups", True), ("All backups are deleted.", False),
+        ("Restores take\nan hour.", False), ("- first item", False), ("- second item", False),
+        ("1. numbered", False), ("| a | b |", False), ("3.1 Travel Expenses", True), ("Text.", False)]
+
+
+def test_a_wrapped_line_that_looks_like_a_title_continues_its_sentence() -> None:
+    # "Finance Team Of The Group" would read as a heading on its own, but the line before it is cut mid-sentence.
+    text = "Expenses above the limit must be approved in writing by the\nFinance Team Of The Group\nbefore the trip."
+    assert T.split_sentences(text) == [text]
+
+
+def _wrap(text: str, width: int = 80) -> str:
+    return "\n".join(line if line.startswith("#") or not line.strip()
+                     else textwrap.fill(line, width, break_on_hyphens=False) for line in text.split("\n"))
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "examples/data/policies/corpus")
+                                        .rglob("*.md"))[:6], ids=lambda p: p.name)
+def test_hard_wrapping_a_policy_changes_none_of_its_sentences(path: Path) -> None:
+    text = path.read_text(encoding="utf-8").split("---\n", 2)[2]  # the body, without front matter
+    def sentences(t: str) -> list[str]:
+        return [" ".join(t[s:e].split()) for s, e in T.sentence_spans(t)]
+    assert sentences(_wrap(text)) == sentences(text)
+    assert len(sentences(text)) > 20
 
 
 def test_chunking_and_verification_use_the_one_sentence_splitter() -> None:

