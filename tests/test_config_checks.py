@@ -42,7 +42,8 @@ def test_an_unknown_key_from_the_environment_names_the_variable(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     init_project(tmp_path)
     monkeypatch.setenv("RAGTUNE_RETRIEVAL__TOPK", "3")
-    with pytest.raises(ConfigError, match="environment variable RAGTUNE_RETRIEVAL__TOPK: Extra inputs"):
+    with pytest.raises(ConfigError, match=r"environment variable RAGTUNE_RETRIEVAL__TOPK: unknown key 'topk' "
+                                          r"\(did you mean 'top_k'\?\)"):
         load_settings(tmp_path)
 
 
@@ -67,6 +68,26 @@ def test_messages_carry_no_pydantic_value_error_prefix(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="never put an API key") as info:
         load_settings(tmp_path)
     assert "Value error" not in str(info.value)
+
+
+@pytest.mark.parametrize(("body", "parts"), [
+    # issue 19, bug 7: an unknown key names the closest valid one and all valid keys of its section
+    ("retrieval:\n  topk: 5\n", ["setting 'retrieval.topk': unknown key 'topk' (did you mean 'top_k'?); valid "
+                                  "keys: dense_k, dense_weight, ", "lexical_k, ", ", top_k"]),
+    ("retrievel:\n  top_k: 5\n", ["setting 'retrievel': unknown key 'retrievel' (did you mean 'retrieval'?)",
+                                   "valid keys: answer, chunking, embedder, ", ", retrieval, ", ", store_path"]),
+    ("retrieval: 5\n", ["setting 'retrieval': expected a mapping of `key: value` pairs (got int)"]),
+])
+def test_an_unknown_key_in_the_file_names_the_closest_valid_key(tmp_path: Path, body: str,
+                                                                parts: list[str]) -> None:
+    write(tmp_path / "ragtune.yaml", body)
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path)
+    message = str(info.value)
+    assert "Extra inputs" not in message and "Value error" not in message
+    assert "project_dir" not in message  # set by the loader, never a key to write
+    for part in parts:
+        assert part in message, message
 
 
 # --- chunking ------------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from ragtune.config_checks import (  # noqa: F401 (CONFIG_NAME, ENV_PREFIX, PROJ
     setting_origin,
 )
 from ragtune.errors import ConfigError
+from ragtune.validation import error_message
 
 # Query parameters that carry credentials (``?api_key=``, ``?access_token=``, ``?sig=`` ...).
 _SECRET_PARAM = re.compile(r"(?i)key|token|secret|passw|pwd|auth|credential|signature|^sig$")
@@ -104,6 +105,8 @@ class AnswerSettings(_Section):
     min_relevance: float = Field(0.35, ge=-1, le=1)
     max_sentences: int = Field(3, ge=1, le=20)
     context_chunks: int = Field(4, ge=1, le=50)
+    min_sentence_score: float = Field(0.40, ge=-1, le=2)
+    support_margin: float = Field(0.05, ge=0, le=2)
 
 
 class GeneratorSettings(_Section):
@@ -229,7 +232,7 @@ def load_settings(project: Path | None = None) -> Settings:
     except ValidationError as exc:
         # `from None`: the chained error would repeat the input, which may be a secret (e.g. a URL with a key).
         first = exc.errors()[0]
-        message = first["msg"].removeprefix("Value error, ")
+        message = error_message(first, Settings, hidden={"project_dir"})  # never the value: it may be a secret
         raise ConfigError(f"{setting_origin(first['loc'], path)}: {message}") from None
     check_folders(settings, path)
     return settings
@@ -283,7 +286,9 @@ rerank:
 
 answer:
   min_relevance: 0.35  # abstain when no accessible chunk is at least this similar (cosine) to the question
-  max_sentences: 3     # sentences in an extractive answer
+  max_sentences: 3     # at most this many sentences in an extractive answer
+  min_sentence_score: 0.40  # abstain when no accessible sentence scores this high (cosine + term overlap)
+  support_margin: 0.05 # a further sentence is quoted only within this of the best, adding a question term
   context_chunks: 4    # top chunks the answer may quote from
 """
 

@@ -385,8 +385,8 @@ def test_missing_answers_without_a_terminal_fail_with_one_line(monkeypatch: pyte
 
 def test_missing_answers_in_a_terminal_are_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(advisor_cli, "_interactive", lambda: True)
-    typed = "\n".join(["poetry", "classification",  # an invalid answer is asked again
-                       "never", "n", "y", "-5", "100", "n", "50", "n"]) + "\n"
+    typed = "\n".join(["poetry", "Classification",  # an invalid answer is asked again
+                       "NEVER", "no", "Yes", "-5", "100", "N", "50", "false"]) + "\n"  # the answers file's spellings
     result = runner.invoke(app, ["advise", "--json"], input=typed)
     assert result.exit_code == 0, result.output
     got = json.loads(result.stdout)  # prompts went to stderr, stdout is pure JSON
@@ -395,8 +395,8 @@ def test_missing_answers_in_a_terminal_are_asked_for(monkeypatch: pytest.MonkeyP
                               "latency_ms": 50, "regulated": False}
     assert got["recommendation"] == "fine-tuning"
     assert result.stderr.count("What is the business task?") == 2  # asked again after "poetry"
-    assert "Please select one of the available options" in result.stderr
-    assert "give a whole number of 0 or more" in result.stderr  # after -5
+    assert "task: 'poetry' is not valid" in result.stderr and "one of answer-generation" in result.stderr
+    assert "examples_per_class: '-5' is not valid" in result.stderr  # after -5
 
 
 def test_a_bad_flag_value_is_a_usage_error() -> None:

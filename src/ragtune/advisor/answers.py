@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from ragtune.advisor.questions import QUESTION_BY_KEY, QUESTIONS, GuideAnswers, KnowledgeChange, Task
 from ragtune.errors import ConfigError
+from ragtune.validation import clean_message, closest, unknown_key
 
 if TYPE_CHECKING:
     from ragtune.advisor.report import Evidence
@@ -26,24 +27,58 @@ FLAGS = {
 }
 
 
+KEYS = [q.key for q in QUESTIONS]
+# A complete, valid set of answers: `parse_answer` validates one answer in its place, exactly as in a file.
+_FILLER: dict[str, Any] = {"task": "classification", "knowledge_change": "never", "citations": False,
+                           "structured_output": False, "examples_per_class": 0, "fast_iteration": False,
+                           "latency_ms": 0, "regulated": False}
+
+
+def _key(raw: Any) -> str:
+    return str(raw).strip().replace("-", "_")
+
+
 def parse_answers(data: Mapping[str, Any], source: str = "answers") -> GuideAnswers:
     """Validate a mapping of answers (keys may use - or _); every problem becomes one ``ConfigError`` line."""
-    normalised = {str(k).replace("-", "_"): v for k, v in data.items()}
+    normalised = {_key(k): v for k, v in data.items()}
     try:
         return GuideAnswers.model_validate(normalised)
     except ValidationError as exc:
         raise ConfigError(f"{source}: " + "; ".join(_describe(e) for e in exc.errors())) from exc
 
 
+def parse_answer(key: str, value: Any) -> Any:
+    """One answer validated by the same rules as an answers file and the flags (``Answer_Generation``,
+    ``YES``, ``no``, ``"0"``…); raises ``ConfigError`` with the message ``parse_answers`` would give."""
+    value = value.strip() if isinstance(value, str) else value
+    try:
+        return getattr(GuideAnswers.model_validate({**_FILLER, key: value}), key)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_describe(e) for e in exc.errors())) from exc
+
+
+def check_keys(data: Mapping[str, Any], source: str) -> None:
+    """Refuse keys that are not questions, naming each with the closest valid key (one ``ConfigError``)."""
+    bad = [str(k) for k in data if _key(k) not in QUESTION_BY_KEY]
+    if not bad:
+        return
+    named = []
+    for key in bad:
+        guess = closest(_key(key), KEYS)
+        named.append(f"{key!r}" + (f" (did you mean {guess!r}?)" if guess else ""))
+    raise ConfigError(f"{source}: unknown key{'s' if len(bad) > 1 else ''} {', '.join(named)}; "
+                      f"valid keys: {', '.join(KEYS)}")
+
+
 def _describe(error: Any) -> str:
     key = str(error["loc"][0]) if error["loc"] else ""
     if error["type"] == "extra_forbidden":
-        return f"unknown key {key!r} (keys: {', '.join(q.key for q in QUESTIONS)})"
+        return unknown_key(key, KEYS)
     q = QUESTION_BY_KEY.get(key)
     if error["type"] == "missing":
         return f"missing answer {key!r} ({q.text if q else key}): add `{key}: ...` ({q.hint if q else ''})"
     hint = f" — give {q.hint}" if q else ""
-    return f"{key}: {error['input']!r} is not valid ({error['msg']}){hint}"
+    return f"{key}: {error['input']!r} is not valid ({clean_message(error['msg'])}){hint}"
 
 
 def read_answers_file(path: Path) -> dict[str, Any]:
@@ -60,8 +95,9 @@ def read_answers_file(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected `key: value` answers (keys: {', '.join(q.key for q in QUESTIONS)}), "
+        raise ConfigError(f"{path}: expected `key: value` answers (keys: {', '.join(KEYS)}), "
                           f"got a {type(data).__name__}")
+    check_keys(data, str(path))  # a typo is named here, before anything is missing or asked for
     return data
 
 
@@ -71,25 +107,34 @@ def load_answers(path: str | Path) -> GuideAnswers:
     return parse_answers(read_answers_file(path), str(path))
 
 
-def ask_answer(key: str) -> Any:
-    """Prompt for one answer until it is valid. Prompts go to stderr and nothing is echoed to stdout, so
-    ``--json`` output stays clean."""
-    from rich.console import Console
-    from rich.prompt import Confirm, IntPrompt, Prompt
-
+def prompt_text(key: str) -> str:
+    """The question as prompted, with the answers it takes."""
     q = QUESTION_BY_KEY[key]
-    console = Console(stderr=True)
     if key in ("task", "knowledge_change"):
         kind = Task if key == "task" else KnowledgeChange
-        return Prompt.ask(q.text, choices=[k.value for k in kind], console=console)
-    if key in ("examples_per_class", "latency_ms"):
-        text = q.text + (" (0 = none)" if key == "examples_per_class" else " (0 = no strict budget)")
-        while True:
-            value = IntPrompt.ask(text, console=console)
-            if value >= 0:
-                return value
-            console.print("[prompt.invalid]give a whole number of 0 or more")
-    return Confirm.ask(q.text, console=console)
+        return f"{q.text} ({'/'.join(k.value for k in kind)})"
+    if key == "examples_per_class":
+        return f"{q.text} (0 = none)"
+    if key == "latency_ms":
+        return f"{q.text} (0 = no strict budget)"
+    return f"{q.text} (yes/no)"
+
+
+def ask_answer(key: str) -> Any:
+    """Prompt for one answer until it is valid, reading it with ``parse_answer`` (the answers file's rules:
+    any case, ``yes``/``no``/``true``/``false``). Prompts go to stderr and nothing is echoed to stdout, so
+    ``--json`` output stays clean."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.prompt import Prompt
+
+    console = Console(stderr=True)
+    while True:
+        raw = Prompt.ask(escape(prompt_text(key)), console=console)
+        try:
+            return parse_answer(key, raw)
+        except ConfigError as exc:
+            console.print(f"[prompt.invalid]{escape(str(exc))}")
 
 
 def collect_answers(answers_file: Path | None, flags: Mapping[str, Any], interactive: bool,
@@ -97,7 +142,7 @@ def collect_answers(answers_file: Path | None, flags: Mapping[str, Any], interac
     """Merge the answers file, then flags (which win), then ``ask`` for the rest when ``interactive``."""
     data: dict[str, Any] = {}
     if answers_file is not None:
-        data.update({str(k).replace("-", "_"): v for k, v in read_answers_file(answers_file).items()})
+        data.update({_key(k): v for k, v in read_answers_file(answers_file).items()})
     data.update({k: v for k, v in flags.items() if v is not None})
     missing = [q.key for q in QUESTIONS if q.key not in data]
     if missing and not interactive:
@@ -115,7 +160,7 @@ def evidence_run_answers(answers_file: Path | None, flags: Mapping[str, Any]) ->
     given = {k: v for k, v in flags.items() if v is not None}
     if answers_file is None and not given:
         return None
-    data = dict(read_answers_file(answers_file)) if answers_file is not None else {}
+    data = {_key(k): v for k, v in read_answers_file(answers_file).items()} if answers_file is not None else {}
     data.update(given)
     missing = [q.key for q in QUESTIONS if q.key not in data]
     if missing:

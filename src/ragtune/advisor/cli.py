@@ -15,7 +15,13 @@ from rich.console import Console
 
 from ragtune.advisor.answers import collect_answers, evidence_run_answers, inferred_answers, parse_answers
 from ragtune.advisor.guide import KnowledgeChange, Task, next_steps, recommend
-from ragtune.advisor.render import evidence_json, next_steps_markdown, render, render_evidence
+from ragtune.advisor.render import (
+    evidence_json,
+    guide_answers_markdown,
+    next_steps_markdown,
+    render,
+    render_evidence,
+)
 
 
 def _interactive() -> bool:
@@ -26,7 +32,8 @@ def _interactive() -> bool:
 # Over 60 lines only because Typer declares its 19 options in the signature; the body is 15 lines.
 def advise_guide(
     answers: Annotated[Path | None, typer.Option(
-        "--answers", metavar="FILE.yaml", help="YAML file of answers (see examples/advisor/); flags override it.")
+        "--answers", metavar="FILE.yaml", help="YAML file of answers (see examples/advisor/); flags override it. "
+        "An unknown key stops the command, naming the closest valid key.")
     ] = None,
     task: Annotated[Task | None, typer.Option(
         "--task", case_sensitive=False, help="The business task: answer generation, classification (incl. "
@@ -84,7 +91,7 @@ def advise_guide(
     ] = Path("advisor-report"),
     project: Annotated[Path | None, typer.Option(
         "--project", "-p", help="An ingested ragtune project whose sync log gives the measured change rate of "
-        "--docs.")
+        "--docs (it needs 2+ syncs spanning 3+ days; less is reported as too little history).")
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the recommendation as JSON instead of tables.")
     ] = False,
@@ -92,7 +99,8 @@ def advise_guide(
     """Recommend RAG, fine-tuning or a hybrid: from the decision guide, or from evidence on your own data.
 
     Decision guide: answers come from --answers FILE.yaml, from flags (which override the file), and, in a
-    terminal, from prompts for anything still missing; without a terminal every answer must be given. Prints
+    terminal, from prompts for anything still missing (read like the file: any case, yes/no); without a
+    terminal every answer must be given. Prints
     the winner, a table of how each answer scored each architecture (strong 2, moderate 1, weak 0; the task
     counts twice; no labelled examples rules out fine-tuning and hybrid; ties go to the simpler system: RAG,
     fine-tuning, hybrid), the common mistakes that apply, the ragtune commands to run next and a pipeline YAML
@@ -100,7 +108,9 @@ def advise_guide(
 
     Evidence (--docs with --questions, and/or --labels): audits the documents and labels, runs a bake-off of
     the candidates within --budget seconds, and recommends from the measurements; writes a Markdown + HTML
-    report to --report-dir. Guide answers given as well are shown beside the evidence. See docs/advisor.md.
+    report to --report-dir. Guide answers given as well are shown beside the evidence. The report says when
+    the evidence is thin: too little sync history for a change rate, a small held-out set (with its 95 %
+    interval), a simpler system that scored as well. See docs/advisor.md.
     """
     flags = {"task": task, "knowledge_change": knowledge_change, "citations": citations,
              "structured_output": structured_output, "examples_per_class": examples_per_class,
@@ -140,8 +150,10 @@ def _advise_from_evidence(docs: Path | None, questions: Path | None, labels: Pat
         evidence = gather_evidence(docs=docs, questions=questions, labels=labels, text_col=text_col,
                                    label_col=label_col, budget_s=budget, project=opened,
                                    tick=lambda msg: status.update(msg))
-    steps_md = next_steps_markdown(*next_steps(evidence.decision.winner, inferred_answers(evidence)))
-    md, html = write_evidence_report(report_dir, evidence, guide.to_markdown() if guide else None, steps_md)
+    # The next steps follow the measured winner, with the user's own answers where given (else read off the data).
+    steps_md = next_steps_markdown(*next_steps(evidence.decision.winner, given or inferred_answers(evidence)))
+    guide_md = guide_answers_markdown(guide, evidence.decision.winner) if guide is not None else None
+    md, html = write_evidence_report(report_dir, evidence, guide_md, steps_md)
     if json_out:
         typer.echo(json.dumps(evidence_json(evidence, guide, md, html), indent=2, default=str))
         return

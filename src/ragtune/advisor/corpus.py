@@ -23,6 +23,13 @@ from ragtune.ingest.roots import RootSet
 from ragtune.ingest.sync import iter_source_files
 
 DAY = 86_400.0
+# Enough history to say how often documents change: at least MIN_SYNCS syncs spanning MIN_SYNC_SPAN_DAYS (the
+# first sync of a root is its initial load), or modification times spread over at least MIN_MTIME_SPREAD_DAYS
+# (files just copied, unpacked or checked out all carry the same recent time, which says nothing).
+MIN_SYNCS = 2
+MIN_SYNC_SPAN_DAYS = 3.0
+MIN_MTIME_SPREAD_DAYS = 30.0
+TOO_LITTLE_HISTORY = "too little history to tell how often documents change"
 # Markdown pipe tables, HTML tables, or a tabular format: the structure a table-aware chunker must respect.
 _TABLE = re.compile(rb"^\s*\|.*\|\s*$\n^\s*\|?\s*:?-{3,}", re.MULTILINE)
 
@@ -43,15 +50,33 @@ class CorpusAudit:
     with_tables: int = 0
     no_acl: list[str] = field(default_factory=list)
     duplicate_groups: list[list[str]] = field(default_factory=list)  # identical text under several paths
+    mtime_spread_days: float = 0.0  # newest to oldest modification time
     syncs: int = 0  # entries in the project's sync log
+    sync_span_days: float = 0.0  # first to last sync
     changed_per_week: float | None = None  # documents added/changed/deleted per week, as a share of the corpus
 
     @property
+    def change_rate_known(self) -> bool:
+        """Whether there is enough history to tell how often documents change (a sync log long enough for
+        ``changed_per_week``, or modification times spread over ``MIN_MTIME_SPREAD_DAYS``)."""
+        return self.changed_per_week is not None or self.mtime_spread_days >= MIN_MTIME_SPREAD_DAYS
+
+    @property
     def knowledge_changes_weekly(self) -> bool:
-        """Measured churn (from syncs) or, without a sync history, recent modification times say weekly."""
+        """Measured churn (from syncs) or, without enough syncs, recent modification times say weekly; False
+        when there is too little history to tell (``change_rate_known``)."""
         if self.changed_per_week is not None:
             return self.changed_per_week >= 0.01
-        return self.modified_last_7d >= 0.01
+        return self.change_rate_known and self.modified_last_7d >= 0.01
+
+    def history(self) -> str:
+        """What the change rate would rest on, e.g. "2 syncs over 0.0 days (needs 2+ over 3+ days);
+        modification times spread over 0.0 days (needs 30+)"."""
+        syncs = (f"{self.syncs} sync{'s' if self.syncs > 1 else ''} over {self.sync_span_days:.1f} days"
+                 if self.syncs else "no sync log")
+        return (f"{syncs} (needs {MIN_SYNCS}+ over {MIN_SYNC_SPAN_DAYS:.0f}+ days: `ragtune sync` on a schedule, "
+                f"then --project); modification times spread over {self.mtime_spread_days:.1f} days (needs "
+                f"{MIN_MTIME_SPREAD_DAYS:.0f}+)")
 
     def findings(self) -> list[str]:
         """Plain-language findings, most important first."""
@@ -67,10 +92,14 @@ class CorpusAudit:
             out.append(f"{extra} documents duplicate another one's text ({len(self.duplicate_groups)} groups)")
         if self.changed_per_week is not None:
             out.append(f"measured change rate: {100 * self.changed_per_week:.1f} % of documents per week "
-                       f"over {self.syncs} syncs")
-        else:
+                       f"over {self.syncs} syncs in {self.sync_span_days:.1f} days")
+        elif self.change_rate_known:
             out.append(f"{100 * self.modified_last_7d:.0f} % of documents modified in the last 7 days, "
-                       f"{100 * self.modified_last_30d:.0f} % in the last 30 (no sync history)")
+                       f"{100 * self.modified_last_30d:.0f} % in the last 30 (from modification times spread "
+                       f"over {self.mtime_spread_days:.0f} days; "
+                       f"{'sync log too short' if self.syncs else 'no sync log'})")
+        else:
+            out.append(f"{TOO_LITTLE_HISTORY} ({self.history()})")
         if self.documents:
             out.append(f"{self.with_headings} of {self.documents} documents have headings/sections, "
                        f"{self.with_tables} contain tables")
@@ -116,19 +145,23 @@ def audit_corpus(root: Path, sync_log: list[dict[str, Any]] | None = None, now: 
         audit.median_age_days = statistics.median(ages)
         audit.modified_last_7d = sum(a <= 7 for a in ages) / len(ages)
         audit.modified_last_30d = sum(a <= 30 for a in ages) / len(ages)
+        audit.mtime_spread_days = max(ages) - min(ages)
     audit.duplicate_groups = [g for g in by_text.values() if len(g) > 1]
-    if sync_log is not None:
+    if sync_log:
         audit.syncs, audit.changed_per_week = change_rate(sync_log, audit.documents)
+        times = [e["time"] for e in sync_log]
+        audit.sync_span_days = (max(times) - min(times)) / DAY
     return audit
 
 
 def change_rate(log: list[dict[str, Any]], documents: int) -> tuple[int, float | None]:
     """(syncs logged, documents changed per week as a share of ``documents``) from the sync log.
 
-    The first sync of each root is the initial load, not change; at least two syncs a day apart are needed.
+    The first sync of each root is the initial load, not change; at least ``MIN_SYNCS`` syncs spanning
+    ``MIN_SYNC_SPAN_DAYS`` are needed (else None: too little history to tell).
     """
     log = sorted(log, key=lambda e: e["time"])
-    if len(log) < 2 or not documents:
+    if len(log) < MIN_SYNCS or not documents:
         return len(log), None
     seen: set[str] = set()
     changed = 0
@@ -136,7 +169,7 @@ def change_rate(log: list[dict[str, Any]], documents: int) -> tuple[int, float |
         if entry["root"] in seen:
             changed += entry["ingested"] + entry["updated"] + entry["deleted"]
         seen.add(entry["root"])
-    span = (log[-1]["time"] - log[0]["time"]) / (7 * DAY)
-    if span < 1 / 7:
+    span_days = (log[-1]["time"] - log[0]["time"]) / DAY
+    if span_days < MIN_SYNC_SPAN_DAYS:
         return len(log), None
-    return len(log), changed / span / documents
+    return len(log), changed / (span_days / 7) / documents

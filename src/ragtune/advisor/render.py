@@ -68,9 +68,9 @@ def render(rec: Recommendation, console: Console) -> None:
     console.print(rec.pipeline_yaml.rstrip(), markup=False, highlight=False, soft_wrap=True)
 
 
-def recommendation_markdown(rec: Recommendation) -> str:
-    """A Markdown section for reports: recommendation, drivers table, mistakes, next steps, pipeline."""
-    lines = [f"## Decision guide: {DISPLAY[rec.winner]}", "", f"Recommendation: **{rec.summary}**.", "",
+def _drivers_markdown(rec: Recommendation) -> list[str]:
+    """The recommendation line, the drivers table and the mistakes that apply (no heading above them)."""
+    lines = [f"Recommendation: **{rec.summary}**.", "",
              "Points: strong 2, moderate 1, weak 0, times the question's weight (the task counts twice); "
              "a ruled-out architecture cannot win. Rows marked ● drove the recommendation.", "",
              "| | Question | Answer | RAG | Fine-tuning | Hybrid | Why |", "|---|---|---|---|---|---|---|"]
@@ -83,6 +83,24 @@ def recommendation_markdown(rec: Recommendation) -> str:
         lines += ["### Common mistakes that apply", ""]
         lines += [f"- **{m.title}** ({m.because}): {m.detail}" for m in rec.mistakes]
         lines.append("")
+    return lines
+
+
+def guide_answers_markdown(rec: Recommendation, evidence_winner: str | None = None) -> str:
+    """The guide's part of an evidence report: the recommendation, the table of the answers and the mistakes
+    that apply, and whether the measurements agree. No next steps or pipeline: the report has its own, once."""
+    lines = _drivers_markdown(rec)
+    if evidence_winner is not None:
+        lines += [f"The decision guide's answers point to **{DISPLAY[rec.winner]}**; the measurements on your "
+                  f"data point to **{DISPLAY.get(evidence_winner, evidence_winner)}**"
+                  + (" too." if rec.winner == evidence_winner else ": the recommendation above follows the "
+                     "measurements."), ""]
+    return "\n".join(lines)
+
+
+def recommendation_markdown(rec: Recommendation) -> str:
+    """A Markdown section for reports: recommendation, drivers table, mistakes, next steps, pipeline."""
+    lines = [f"## Decision guide: {DISPLAY[rec.winner]}", "", *_drivers_markdown(rec)]
     lines += ["### Next steps", ""]
     lines += [f"{i}. `{s.command}` — {s.why}" for i, s in enumerate(rec.next_steps, start=1)]
     lines += [f"- {n}" for n in rec.notes]
