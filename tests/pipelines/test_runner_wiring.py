@@ -23,6 +23,8 @@ def _project(tmp_path: Path, context_chunks: int) -> Project:
     folder = tmp_path / f"proj{context_chunks}"
     init_project(folder)
     text = (folder / "ragtune.yaml").read_text().replace("context_chunks: 4", f"context_chunks: {context_chunks}")
+    # Any sentence adding a question term is quoted, so what limits the sources is context_chunks alone.
+    text = text.replace("support_margin: 0.05", "support_margin: 1.0")
     (folder / "ragtune.yaml").write_text(text)
     project = Project.open(folder)
     project.ingest(docs, Acl(public=True))
@@ -43,3 +45,40 @@ def test_run_honours_answer_context_chunks(tmp_path: Path) -> None:
         if n == 1:
             assert cited[1] == {top}
     assert len(cited[4]) > 1  # with more context the same question quotes more than one source
+
+
+def test_the_advisors_drafted_pipeline_runs_on_a_fresh_project(tmp_path: Path) -> None:
+    """Issue 19: a pipeline `ragtune advise` suggests must not fail on a project with no trained models. Its
+    verify step then checks with lexical overlap, and the result says so."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from ragtune.advisor.guide import recommend
+    from ragtune.advisor.questions import GuideAnswers
+    from ragtune.cli import app
+
+    answers = GuideAnswers(task="answer-generation", knowledge_change="weekly", citations=True,
+                           structured_output=False, examples_per_class=0, fast_iteration=True, latency_ms=3000,
+                           regulated=False)
+    rec = recommend(answers)  # the advisor's own code path, as `ragtune advise` prints it
+    assert rec.winner == "rag" and "- verify:" in rec.pipeline_yaml
+    spec_file = write(tmp_path / "pipeline.yaml", rec.pipeline_yaml)
+    project = _project(tmp_path, 4)
+    assert project.registry.list() == []  # fresh: nothing trained
+    folder = str(project.settings.project_dir)
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", str(spec_file), QUESTION, "--user", "ann", "--json", "-p", folder])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["answer"] is not None and not data["answer"]["abstained"] and data["answer"]["citations"]
+    assert data["groundedness"] is not None and 0.0 <= data["groundedness"] <= 1.0
+    assert data["groundedness_model"].startswith("lexical overlap (no trained checker")
+    assert any(f.startswith("groundedness checked by lexical overlap") for f in data["answer"]["flags"])
+    assert data["route"] == ("human-review" if data["unsupported_sentences"] else "automated")
+    assert any(key.endswith(".verify") for key in data["latency_ms"])
+    # The extractive answer quotes its sources, so lexical overlap finds every sentence supported.
+    assert data["unsupported_sentences"] == [] and data["groundedness"] == 1.0
+    text = runner.invoke(app, ["run", str(spec_file), QUESTION, "--user", "ann", "-p", folder])
+    assert text.exit_code == 0, text.output
+    assert "groundedness: 1.00" in text.output and "run `ragtune verify train` for the trained one" in text.output

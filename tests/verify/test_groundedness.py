@@ -71,7 +71,7 @@ def trained(split: tuple[list[LabelledPair], list[LabelledPair]], tmp_path_facto
     init_project(root / "project")
     models = root / "project" / "models"
     result = train_groundedness(Registry(models), root / "data", params=TINY, validation_fraction=0.25)
-    return {"result": result, "models": models, "project": root / "project"}
+    return {"result": result, "models": models, "project": root / "project", "data": root / "data"}
 
 
 # -- data -----------------------------------------------------------------------------------------------------------
@@ -235,6 +235,32 @@ def test_tiny_checker_learns_on_held_out_knowledge(trained: dict[str, Any],
     assert card.notes["validation_pairs"] and card.metrics["auroc"] > 0.5
 
 
+def test_training_holds_out_a_test_split_and_scores_it(trained: dict[str, Any]) -> None:
+    """`verify train` reports AUROC on pairs it neither trained on nor chose anything on (issue 19, bug 17)."""
+    from ragtune.verify.data import split_pairs
+    from ragtune.verify.default import lexical_threshold
+    from ragtune.verify.train import pairs_sha256
+
+    result = trained["result"]
+    splits = split_pairs(load_training_pairs(trained["data"]), validation_fraction=0.25)
+    assert splits.test and splits.validation
+    trained_on = {(p.sentence, p.evidence) for p in splits.train}
+    assert trained_on.isdisjoint((p.sentence, p.evidence) for p in splits.test + splits.validation)
+    assert {p.group for p in splits.test}.isdisjoint(p.group for p in splits.train + splits.validation)
+    card = result.card
+    assert card.data_sha256 == pairs_sha256(splits.train)  # the card describes exactly the pairs trained on
+    begin = result.test["begin"]
+    assert begin["checker"]["examples"] == len(splits.test) == sum(sum(c.values()) for c in result.test_counts.values())
+    assert card.notes["test"] == result.test and card.metrics["test_auroc"] == begin["checker"]["auroc"]
+    assert begin["checker"]["threshold"] == card.notes["threshold"]  # the checker's own, chosen on validation
+    assert not begin["checker"]["threshold_chosen_here"] and not begin["lexical"]["threshold_chosen_here"]
+    # the lexical figure uses the threshold chosen on the BEGIN pairs outside the test split
+    assert begin["lexical"]["threshold"] == lexical_threshold(splits.train + splits.validation)
+    y = np.array([p.supported for p in splits.test])
+    pairs = [(p.sentence, p.evidence) for p in splits.test]
+    assert begin["checker"]["auroc"] == pytest.approx(roc_auc_score(y, result.checker.score(pairs)), abs=1e-6)
+
+
 def test_registry_round_trip_gives_the_same_scores(trained: dict[str, Any],
                                                    split: tuple[list[LabelledPair], list[LabelledPair]]) -> None:
     fitted: GroundednessChecker = trained["result"].checker
@@ -262,8 +288,9 @@ def test_trained_checker_flags_the_unsupported_sentence(trained: dict[str, Any])
 
 
 def test_missing_model_says_how_to_train_it(tmp_path: Path, trained: dict[str, Any]) -> None:
-    with pytest.raises(ModelNotFoundError, match="ragtune verify train --data"):
+    with pytest.raises(ModelNotFoundError, match="train it with `ragtune verify train`") as missing:
         GroundednessChecker.from_registry(Registry(tmp_path / "models"))
+    assert "shared/data" not in str(missing.value) and "--data" not in str(missing.value)  # it needs no data folder
     with pytest.raises(ModelNotFoundError, match="--name other"):
         GroundednessChecker.from_registry(Registry(trained["models"]), "other")
 

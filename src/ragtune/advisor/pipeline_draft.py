@@ -21,7 +21,8 @@ _HEADER = ("# Starting point written by `ragtune advise` ({winner}): rename the 
            "# then run it with `ragtune run pipeline.yaml \"...\" --user U --groups G` (format: docs/pipelines.md).")
 _STEP_NOTES = {
     "answer": "# answer: extractive quotes sources; project = ragtune.yaml's generator",
-    "verify": "# verify: flags answer sentences their citations do not support",
+    "verify": "# verify: flags answer sentences their citations do not support (lexical overlap until you run\n"
+              "#   `ragtune verify train`; then the trained checker and its threshold)",
 }
 
 _PIPELINE_DESCRIPTIONS = {
@@ -38,8 +39,9 @@ def pipeline_spec(winner: str, answers: GuideAnswers) -> PipelineSpec:
 
     A tuned side classifies (low confidence goes to a person); a retrieval side retrieves and answers
     (extractively under a tight latency budget, else with the project's generator), verifies the answer when
-    citations or regulation call for it (unless the budget is tight), and sends abstained or unsupported
-    answers to a person. Everything else is routed to ``automated``.
+    citations or regulation call for it (unless the budget is tight; the step works on a fresh project, with
+    lexical overlap until a checker is trained), and sends abstained or unsupported answers to a person.
+    Everything else is routed to ``automated``.
     """
     fast = answers.latency_ms is not None and answers.latency_ms < TIGHT_MS
     verify = not fast and (answers.citations or answers.regulated)
@@ -52,7 +54,7 @@ def pipeline_spec(winner: str, answers: GuideAnswers) -> PipelineSpec:
         steps.append({"retrieve": RetrieveStep(top_k=5)})
         steps.append({"answer": AnswerStep(generator="extractive" if fast else "project")})
         if verify:
-            steps.append({"verify": VerifyStep(threshold=0.5)})
+            steps.append({"verify": VerifyStep()})  # the checker's own threshold (lexical overlap's untrained)
             rules.append(Rule(queue="human-review", when=Condition(unsupported=True)))
         rules.append(Rule(queue="human-review", when=Condition(abstained=True)))
     steps.append({"route": RouteStep(default="automated", rules=rules)})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ class PipelineResult:
     labels: dict[str, LabelResult] = field(default_factory=dict)
     route: str | None = None
     groundedness: float | None = None
+    groundedness_model: str | None = None  # the checker's name, or the lexical scorer's when none is trained
     unsupported_sentences: list[str] = field(default_factory=list)
     latency_ms: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
@@ -62,7 +63,8 @@ class PipelineResult:
         return {
             "pipeline": self.pipeline, "input": self.input, "user": self.user, "answer": answer,
             "labels": {k: asdict(v) for k, v in self.labels.items()}, "route": self.route,
-            "groundedness": self.groundedness, "unsupported_sentences": self.unsupported_sentences,
+            "groundedness": self.groundedness, "groundedness_model": self.groundedness_model,
+            "unsupported_sentences": self.unsupported_sentences,
             "latency_ms": {k: round(v, 2) for k, v in self.latency_ms.items()}, "skipped": self.skipped,
         }
 
@@ -100,8 +102,8 @@ class PipelineRunner:
         self.project = project
         self._corpora: dict[str, Project] = {}
 
-    def _classifier(self, name: str) -> TextClassifier:
-        return self.project.classifier(name)
+    def _classifier(self, step: ClassifyStep) -> TextClassifier:
+        return self.project.classifier(step.model, step.version)  # version None: promoted, else latest
 
     def _corpus(self, folder: str | None) -> Project:
         if folder is None:
@@ -120,7 +122,7 @@ class PipelineRunner:
         self.project.embedder.warm_up()
         for _, step in self.spec.steps:
             if isinstance(step, ClassifyStep):
-                self._classifier(step.model)
+                self._classifier(step)
             elif isinstance(step, RetrieveStep):
                 corpus = self._corpus(step.corpus)
                 corpus.search("warm up", Principal("ragtune-warm-up"))  # opens the table and its indexes
@@ -151,17 +153,22 @@ class PipelineRunner:
                 answerer = self.project.answerer if step.generator == "project" else self.project.extractive_answerer
                 result.answer = answerer.answer(text, retrieval, principal)
             elif isinstance(step, ClassifyStep):
-                clf = self._classifier(step.model)
+                clf = self._classifier(step)
                 (out,) = classify_texts(clf, [text], top_k=step.top_k, threshold=step.threshold)
                 result.labels[step.output or step.model] = LabelResult(step.model, out["label"], out["probability"],
                                                                        out["top_k"])
             elif isinstance(step, VerifyStep):
                 assert result.answer is not None
                 if not result.answer.abstained:
-                    report = self._groundedness(step.model).check_answer(result.answer, threshold=step.threshold)
+                    checker = self._groundedness(step.model)
+                    report = checker.check_answer(result.answer, threshold=step.threshold)
                     result.groundedness = report.score
+                    result.groundedness_model = checker.name
                     result.unsupported_sentences = list(report.unsupported)
                     unsupported = bool(report.unsupported)
+                    if not checker.trained:  # say so wherever the answer is shown (`ragtune run` prints flags)
+                        result.answer = replace(result.answer, flags=(*result.answer.flags,
+                                                                      f"groundedness checked by {checker.name}"))
                     if step.abstain and report.score < report.threshold:
                         result.answer = Answer(text, ABSTAIN_TEXT, (), True, result.answer.latency_ms,
                                                result.answer.hits, (*result.answer.flags,

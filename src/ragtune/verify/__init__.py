@@ -2,8 +2,10 @@
 
 ``GroundednessChecker`` (a fine-tuned MiniLM cross-encoder from the model registry) scores (sentence,
 evidence) pairs; ``check_answer`` turns an :class:`~ragtune.core.Answer` into a ``GroundednessReport``;
-``train_groundedness`` builds pairs from BEGIN and SciFact and registers a checker. The untrained
-``LexicalOverlapScorer`` and ``EmbeddingCosineScorer`` are its baselines. See docs/groundedness.md.
+``train_groundedness`` builds pairs from BEGIN and SciFact (packaged with ragtune) and registers a checker.
+``load_checker`` gives the registered checker, or ``LexicalOverlapChecker`` (no training) when none is
+registered. The untrained ``LexicalOverlapScorer`` and ``EmbeddingCosineScorer`` are the checker's baselines.
+See docs/groundedness.md.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 _HOMES = {
     "EmbeddingCosineScorer": "baselines", "LexicalOverlapScorer": "baselines",
     "SUPPORTED": "data", "UNSUPPORTED": "data", "LabelledPair": "data", "load_begin": "data",
-    "load_scifact": "data", "load_training_pairs": "data",
+    "load_scifact": "data", "load_training_pairs": "data", "packaged_data_dir": "data", "split_pairs": "data",
+    "LexicalOverlapChecker": "default", "load_checker": "default",
     "GroundednessEvaluator": "evaluate", "PairScorer": "evaluate",
-    "DEFAULT_MODEL": "groundedness", "Combiner": "groundedness", "GroundednessChecker": "groundedness",
+    "DEFAULT_MODEL": "default", "Combiner": "groundedness", "GroundednessChecker": "groundedness",
     "GroundednessReport": "groundedness", "SentenceCheck": "groundedness", "check_answer": "groundedness",
-    "cited_sentences": "groundedness", "hallucination_rate": "groundedness", "train_groundedness": "groundedness",
+    "cited_sentences": "groundedness", "hallucination_rate": "groundedness", "train_groundedness": "train",
     "pair_text": "pairs",
 }
 
@@ -33,10 +36,12 @@ if TYPE_CHECKING:
         load_begin,
         load_scifact,
         load_training_pairs,
+        packaged_data_dir,
+        split_pairs,
     )
+    from ragtune.verify.default import DEFAULT_MODEL, LexicalOverlapChecker, load_checker
     from ragtune.verify.evaluate import GroundednessEvaluator, PairScorer
     from ragtune.verify.groundedness import (
-        DEFAULT_MODEL,
         Combiner,
         GroundednessChecker,
         GroundednessReport,
@@ -44,9 +49,9 @@ if TYPE_CHECKING:
         check_answer,
         cited_sentences,
         hallucination_rate,
-        train_groundedness,
     )
     from ragtune.verify.pairs import pair_text
+    from ragtune.verify.train import train_groundedness
 
 
 def __getattr__(name: str) -> Any:
@@ -65,6 +70,7 @@ __all__ = [
     "GroundednessEvaluator",
     "GroundednessReport",
     "LabelledPair",
+    "LexicalOverlapChecker",
     "LexicalOverlapScorer",
     "PairScorer",
     "SentenceCheck",
@@ -72,8 +78,11 @@ __all__ = [
     "cited_sentences",
     "hallucination_rate",
     "load_begin",
+    "load_checker",
     "load_scifact",
     "load_training_pairs",
+    "packaged_data_dir",
     "pair_text",
+    "split_pairs",
     "train_groundedness",
 ]

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ragtune.errors import DataError, RagtuneError
+from ragtune.verify.data import TEST_FRACTION, VALIDATION_FRACTION
 
 if TYPE_CHECKING:
     from ragtune.tuning.registry import Registry
@@ -56,9 +58,10 @@ class _Bar:
 
 @verify_app.command("train")
 def train_checker(
-    data: Annotated[Path, typer.Option("--data", "-d", help="Folder holding BEGIN TSV files (begin/*.tsv) and/or "
-                                                            "SciFact's original release (scifact/original/), "
-                                                            "e.g. ../shared/data.")],
+    data: Annotated[Path | None, typer.Option(
+        "--data", "-d", help="Folder holding BEGIN TSV files (begin/*.tsv) and/or SciFact's original release "
+                             "(scifact/original/). Default: the BEGIN and SciFact pairs packaged with ragtune "
+                             "(licenses beside them).")] = None,
     name: Annotated[str, typer.Option("--name", "-n", help="Model name in the registry (a new version each "
                                                             "run).")] = "groundedness",
     epochs: Annotated[float | None, typer.Option(min=0.1, help="Training epochs (default: the tuned setting).")
@@ -69,8 +72,13 @@ def train_checker(
     max_pairs: Annotated[int | None, typer.Option(min=10, help="Cap the training pairs (BEGIN kept first, SciFact "
                                                                "sampled) to bound training time.")] = None,
     validation: Annotated[float, typer.Option(
-        min=0.05, max=0.5, help="Share of the BEGIN knowledge groups held out to fit the combiner and threshold on."
-    )] = 0.2,
+        min=0.05, max=0.5, help="Share of the BEGIN knowledge groups (after the test split) held out to fit the "
+                                "combiner and threshold on."
+    )] = VALIDATION_FRACTION,
+    test: Annotated[float, typer.Option(
+        min=0.0, max=0.5, help="Share of every source's groups held out from training and every choice, to report "
+                               "AUROC on pairs the checker never saw (0: train on everything, no test figures)."
+    )] = TEST_FRACTION,
     generic: Annotated[str, typer.Option(help="BEGIN 'Generic' responses: drop (default; they claim nothing) or "
                                               "unsupported.")] = "drop",
     seed: Annotated[int, typer.Option(help="Random seed for sampling, splits and training.")] = 0,
@@ -80,10 +88,12 @@ def train_checker(
 
     Pairs come from BEGIN (Fully attributable = supported, Not fully attributable = unsupported, Generic
     dropped) and SciFact (SUPPORT rationales = supported; CONTRADICT rationales and other sentences of the
-    same abstract = unsupported). The threshold is chosen on held-out BEGIN knowledge groups. Takes about
-    ten minutes on 2 CPU cores with ../shared/data.
+    same abstract = unsupported); both ship with ragtune, so --data is only needed for other data. The
+    threshold is chosen on held-out BEGIN knowledge groups, and AUROC is reported on a test split. Takes
+    about 12 minutes on 2 CPU cores with the packaged data (docs/benchmarks.md, 'training wall time'). Until
+    a checker is trained, verify uses lexical overlap.
     """
-    from ragtune.verify.groundedness import train_groundedness
+    from ragtune.verify.train import train_groundedness
 
     registry = _registry(project)
     params: dict[str, Any] = {}
@@ -96,16 +106,25 @@ def train_checker(
                    disable=not sys.stderr.isatty())
     with bar:
         result = train_groundedness(registry, data, name=name, params=params, validation_fraction=validation,
-                                    max_pairs=max_pairs, generic=generic, seed=seed, progress=_Bar(bar))
+                                    test_fraction=test, max_pairs=max_pairs, generic=generic, seed=seed,
+                                    progress=_Bar(bar))
     v = result.validation
     counts = ", ".join(f"{src} {c['supported']}+/{c['unsupported']}-" for src, c in result.train_counts.items())
-    out.print(f"[green]registered {name} v{result.card.version}[/green] in {result.seconds:.0f} s; trained on "
-              f"{counts}", highlight=False)
+    source = "the packaged pairs" if data is None else escape(str(data))
+    out.print(f"[green]registered {escape(name)} v{result.card.version}[/green] in {result.seconds:.0f} s; trained "
+              f"on {source}: {counts}", highlight=False)
     if v:
         out.print(f"validation ({v['examples']} BEGIN pairs): AUROC {v['auroc']:.3f}, balanced accuracy "
                   f"{v['balanced_accuracy']:.3f} at threshold {v['threshold']:.3f}", highlight=False)
     else:
         out.print("no validation pairs with both labels: threshold left at 0.5", highlight=False)
+    for family, figures in result.test.items():
+        c = figures["checker"]
+        line = (f"test ({c['examples']} {escape(family)} pairs never trained on): AUROC {c['auroc']:.3f}, balanced "
+                f"accuracy {c['balanced_accuracy']:.3f}")
+        if "lexical" in figures:
+            line += f"; lexical overlap AUROC {figures['lexical']['auroc']:.3f}"
+        out.print(line, highlight=False)
 
 
 @verify_app.command("check")
@@ -114,15 +133,22 @@ def check(
     evidence: Annotated[str | None, typer.Option("--evidence", "-e", help="The evidence text.")] = None,
     evidence_file: Annotated[Path | None, typer.Option("--evidence-file", help="Read the evidence from this "
                                                                                "UTF-8 file.")] = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="Registered checker name.")] = "groundedness",
+    model: Annotated[str, typer.Option("--model", "-m", help="Registered checker name. With no checker named "
+                                                             "'groundedness' (the default) registered, lexical "
+                                                             "overlap scores the pair.")] = "groundedness",
     version: Annotated[int | None, typer.Option(help="Model version (default: latest).")] = None,
-    threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Supported at or above this probability "
-                                                                         "(default: the checker's own).")] = None,
+    threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Supported at or above this score "
+                                                                         "(default: the scorer's own).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     project: ProjectOpt = None,
 ) -> None:
-    """Score how well the evidence supports the sentence: P(supported) and the verdict at the threshold."""
-    from ragtune.verify.groundedness import GroundednessChecker
+    """Score how well the evidence supports the sentence, and the verdict at the threshold.
+
+    Uses the trained checker (P(supported)) when one is registered; otherwise lexical overlap (the share of
+    the sentence's content words found in the evidence), with a threshold chosen on packaged BEGIN data. The
+    output names the scorer.
+    """
+    from ragtune.verify.default import load_checker
 
     if (evidence is None) == (evidence_file is None):
         raise RagtuneError("give the evidence with exactly one of --evidence TEXT or --evidence-file FILE")
@@ -134,13 +160,16 @@ def check(
     assert evidence is not None
     if not sentence.strip() or not evidence.strip():
         raise DataError("the sentence and the evidence must both be non-empty")
-    checker = GroundednessChecker.from_registry(_registry(project), model, version)
+    checker = load_checker(_registry(project), model, version)
     t = checker.threshold if threshold is None else threshold
     p = float(checker.score([(sentence, evidence)])[0])
     verdict = "supported" if p >= t else "unsupported"
     if json_out:
-        out.print_json(json.dumps({"probability": p, "threshold": t, "verdict": verdict, "model": checker.name}))
+        out.print_json(json.dumps({"score": p, "probability": p if checker.trained else None, "threshold": t,
+                                   "verdict": verdict, "model": checker.name,
+                                   "scorer": "checker" if checker.trained else "lexical"}))
         return
     color = "green" if verdict == "supported" else "red"
-    out.print(f"[{color}]{verdict}[/{color}] P(supported) {p:.3f} (threshold {t:.3f}, {checker.name})",
+    what = "P(supported)" if checker.trained else "overlap"
+    out.print(f"[{color}]{verdict}[/{color}] {what} {p:.3f} (threshold {t:.3f}; scorer: {escape(checker.name)})",
               highlight=False)

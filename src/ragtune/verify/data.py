@@ -19,6 +19,7 @@ right document for the wrong statement).
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import json
 import random
@@ -26,6 +27,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from ragtune.errors import DataError
@@ -35,6 +37,10 @@ UNSUPPORTED = "unsupported"
 BEGIN_LABELS = {"fully attributable": SUPPORTED, "not fully attributable": UNSUPPORTED, "generic": None}
 BEGIN_COLUMNS = ("knowledge", "response", "begin_label")
 SCIFACT_SPLITS = ("claims_train.csv", "claims_validation.csv")  # the test claims carry no labels
+SCIFACT_CORPUS = ("corpus_sentences.jsonl", "corpus_sentences.jsonl.gz")  # the release's, or a gzipped subset
+VALIDATION_FRACTION = 0.2  # of the BEGIN groups left after the test split: the combiner and threshold are fitted here
+TEST_FRACTION = 0.2  # of every source's groups: held out from training and every choice, for the model card
+PACKAGED = ("data", "groundedness")  # inside the ragtune package: begin/*.tsv, scifact/original/, their licenses
 _WORD = re.compile(r"\w+")
 
 
@@ -58,6 +64,17 @@ class LabelledPair:
     def supported(self) -> bool:
         """Whether the label is ``supported``."""
         return self.label == SUPPORTED
+
+
+def packaged_data_dir() -> Path:
+    """The BEGIN and SciFact pairs shipped with ragtune (``ragtune/data/groundedness``), with their licenses.
+
+    It has the layout :func:`load_training_pairs` reads; see its ``README.md`` for sources and licenses."""
+    folder = Path(str(resources.files("ragtune").joinpath(*PACKAGED)))
+    if not (folder / "begin").is_dir():
+        raise DataError(f"the groundedness data packaged with ragtune is missing ({folder}): reinstall ragtune, "
+                        "or pass a folder holding begin/*.tsv and/or scifact/original/ with --data")
+    return folder
 
 
 def begin_files(folder: Path) -> list[Path]:
@@ -142,15 +159,16 @@ def knowledge_groups(texts: Sequence[str], ngram: int = 8) -> dict[str, str]:
 
 def load_scifact(folder: Path, negatives_per_rationale: int = 1, seed: int = 0) -> list[LabelledPair]:
     """SciFact claim-verification pairs from ``folder`` (holding claims_train.csv, claims_validation.csv and
-    corpus_sentences.jsonl, i.e. ``scifact/original``)."""
+    corpus_sentences.jsonl, or a gzipped subset of it as corpus_sentences.jsonl.gz, i.e. ``scifact/original``)."""
     folder = Path(folder)
-    corpus_path = folder / "corpus_sentences.jsonl"
+    corpus_path = next((folder / n for n in SCIFACT_CORPUS if (folder / n).is_file()), None)
     claim_files = [folder / name for name in SCIFACT_SPLITS if (folder / name).is_file()]
-    if not corpus_path.is_file() or not claim_files:
-        raise DataError(f"{folder}: not SciFact's original release (needs corpus_sentences.jsonl and "
+    if corpus_path is None or not claim_files:
+        raise DataError(f"{folder}: not SciFact's original release (needs {' or '.join(SCIFACT_CORPUS)} and "
                         f"{' / '.join(SCIFACT_SPLITS)})")
     abstracts: dict[str, list[str]] = {}
-    with corpus_path.open(encoding="utf-8") as fh:
+    opener = gzip.open if corpus_path.suffix == ".gz" else open
+    with opener(corpus_path, "rt", encoding="utf-8") as fh:
         for line in fh:
             if line.strip():
                 doc = json.loads(line)
@@ -192,11 +210,12 @@ def load_scifact(folder: Path, negatives_per_rationale: int = 1, seed: int = 0) 
     return pairs
 
 
-def load_training_pairs(folder: Path, generic: str = "drop", negatives_per_rationale: int = 1,
+def load_training_pairs(folder: Path | None = None, generic: str = "drop", negatives_per_rationale: int = 1,
                         seed: int = 0) -> list[LabelledPair]:
     """Every pair found under ``folder``: BEGIN TSVs (``begin/*.tsv`` or ``*.tsv``) and SciFact
-    (``scifact/original/``). At least one of the two must be there."""
-    folder = Path(folder)
+    (``scifact/original/``). At least one of the two must be there. ``None``: the packaged data
+    (:func:`packaged_data_dir`)."""
+    folder = packaged_data_dir() if folder is None else Path(folder)
     if not folder.is_dir():
         raise DataError(f"data folder not found: {folder} (expected begin/*.tsv and/or scifact/original/)")
     pairs: list[LabelledPair] = []
@@ -234,6 +253,34 @@ def group_split(pairs: Sequence[LabelledPair], fraction: float, seed: int = 0
     rest = [p for p in pairs if p.group not in held_groups]
     held = [p for p in pairs if p.group in held_groups]
     return rest, held
+
+
+@dataclass(frozen=True)
+class PairSplits:
+    """The pairs a checker is trained on, chosen on (``validation``: combiner and threshold) and tested on."""
+
+    train: list[LabelledPair]
+    validation: list[LabelledPair]
+    test: list[LabelledPair]
+
+
+def split_pairs(pairs: Sequence[LabelledPair], validation_fraction: float = VALIDATION_FRACTION,
+                test_fraction: float = TEST_FRACTION, seed: int = 0) -> PairSplits:
+    """The splits of :func:`~ragtune.verify.train.train_groundedness`, by group (see :func:`group_split`).
+
+    ``test``: ``test_fraction`` of every source's groups (0: none), never trained on nor used for a choice.
+    ``validation``: ``validation_fraction`` of the remaining BEGIN groups (of all remaining groups when there is
+    no BEGIN data; none below 20 such pairs). ``train``: everything else, in the input order. A source's split
+    does not depend on the other sources present (the default lexical scorer relies on it).
+    """
+    pairs = list(pairs)
+    test = group_split(pairs, test_fraction, seed)[1] if test_fraction > 0 else []
+    tested = {id(p) for p in test}
+    rest = [p for p in pairs if id(p) not in tested]
+    target = [p for p in rest if p.source.startswith("begin")] or rest
+    validation = group_split(target, validation_fraction, seed)[1] if len(target) >= 20 else []
+    held = tested | {id(p) for p in validation}
+    return PairSplits([p for p in pairs if id(p) not in held], validation, test)
 
 
 def describe(pairs: Sequence[LabelledPair]) -> dict[str, dict[str, int]]:

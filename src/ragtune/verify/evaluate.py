@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from ragtune.errors import DataError
 from ragtune.evaluation.base import Evaluator
@@ -24,16 +23,30 @@ class PairScorer(Protocol):
 
 def choose_threshold(y: np.ndarray, scores: np.ndarray) -> float:
     """The threshold (``supported`` when score >= it) with the best balanced accuracy on ``y``; among equally
-    good ones, the midpoint of the best run, so it does not sit on a training example's score."""
+    good ones, the midpoint of the longest run of them (the first on ties), so it does not sit on a training
+    example's score."""
     y = np.asarray(y, dtype=bool)
     scores = np.asarray(scores, dtype=np.float64)
     if y.all() or not y.any():
         raise DataError("choosing a threshold needs both supported and unsupported examples")
     values = np.unique(scores)
     candidates = np.concatenate([[values[0]], (values[:-1] + values[1:]) / 2, [values[-1] + 1e-9]])
-    bal = np.array([balanced_accuracy_score(y, scores >= t) for t in candidates])
+    bal = balanced_accuracies(y, scores, candidates)
     best = np.flatnonzero(bal >= bal.max() - 1e-12)
-    return float((candidates[best[0]] + candidates[best[-1]]) / 2) if len(best) > 1 else float(candidates[best[0]])
+    # Runs of consecutive best candidates; between two runs lie worse thresholds, so stay inside the longest one.
+    runs = np.split(best, np.flatnonzero(np.diff(best) > 1) + 1)
+    run = max(runs, key=len)
+    return float((candidates[run[0]] + candidates[run[-1]]) / 2)
+
+
+def balanced_accuracies(y: np.ndarray, scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Balanced accuracy of "supported when score >= t" for every ``t`` (scikit-learn's definition, in one pass)."""
+    y = np.asarray(y, dtype=bool)
+    positive, negative = np.sort(scores[y]), np.sort(scores[~y])
+    t = np.asarray(thresholds, dtype=np.float64)
+    tpr = (len(positive) - np.searchsorted(positive, t, side="left")) / len(positive)
+    tnr = np.searchsorted(negative, t, side="left") / len(negative)
+    return np.asarray((tpr + tnr) / 2)
 
 
 class GroundednessEvaluator(Evaluator):
@@ -68,6 +81,8 @@ class GroundednessEvaluator(Evaluator):
 
 def metrics(y: np.ndarray, scores: np.ndarray, threshold: float | None = None) -> dict[str, Any]:
     """AUROC, balanced accuracy at ``threshold`` (None: the best one on these labels) and counts."""
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
     y = np.asarray(y, dtype=bool)
     t = choose_threshold(y, scores) if threshold is None else float(threshold)
     predicted = scores >= t

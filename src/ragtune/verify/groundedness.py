@@ -11,45 +11,23 @@ unsupported, so "abstain when score < threshold" and "hallucinated" agree. ``mea
 
 from __future__ import annotations
 
-import hashlib
 import re
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ragtune.core import Answer
-from ragtune.errors import ConfigError, DataError, ModelNotFoundError
+from ragtune.errors import ConfigError, ModelNotFoundError
 from ragtune.text import CITATION, LEADING_CITATIONS, citation_numbers, sentence_spans, term_overlap
-from ragtune.tuning.base import Progress, TextClassifier
-from ragtune.tuning.registry import ModelCard, Registry, new_card
-from ragtune.verify.data import (
-    SUPPORTED,
-    UNSUPPORTED,
-    LabelledPair,
-    describe,
-    group_split,
-    load_training_pairs,
-)
-from ragtune.verify.evaluate import PairScorer, metrics
-from ragtune.verify.pairs import best_window, expand, pair_text
+from ragtune.tuning.base import TextClassifier
+from ragtune.tuning.registry import Registry
+from ragtune.verify.data import SUPPORTED, UNSUPPORTED
+from ragtune.verify.default import DEFAULT_MODEL
+from ragtune.verify.evaluate import PairScorer
+from ragtune.verify.pairs import expand
 
-DEFAULT_MODEL = "groundedness"
-TRAIN_COMMAND = "ragtune verify train --data ../shared/data"
-DEFAULT_PARAMS: dict[str, Any] = {
-    "epochs": 2.0,
-    "batch_size": 16,
-    "learning_rate": 1e-4,
-    "head_learning_rate": 3e-3,
-    "max_length": 128,
-    "freeze_embeddings": True,
-    "threads": 2,
-}
-"""Fine-tuning settings of :func:`train_groundedness` (see docs/groundedness.md for how they were chosen)."""
-
+TRAIN_COMMAND = "ragtune verify train"
 _AFTER_MARKER = re.compile(r"(?<=\d\])\s+(?=[A-Z\"\u201c(])")  # "... [1] The next sentence"
 _HAS_WORD = re.compile(r"\w")
 
@@ -190,6 +168,8 @@ class GroundednessChecker:
     :meth:`check_answer`; a trained checker carries the one chosen on its validation split.
     """
 
+    trained = True
+
     def __init__(self, classifier: TextClassifier, threshold: float = 0.5, name: str = "",
                  combiner: Combiner | None = None) -> None:
         classes = [str(c) for c in getattr(classifier, "classes_", [])]
@@ -248,125 +228,3 @@ class GroundednessChecker:
         """Check each sentence of ``answer`` against the chunks it cites (threshold: the checker's own)."""
         t = self.threshold if threshold is None else threshold
         return check_answer(answer, self, t, self.name)
-
-
-# -- training -----------------------------------------------------------------------------------------------------
-@dataclass
-class GroundednessTrainResult:
-    """What :func:`train_groundedness` produced."""
-
-    card: ModelCard
-    checker: GroundednessChecker
-    validation: dict[str, Any]
-    train_counts: dict[str, dict[str, int]]
-    validation_counts: dict[str, dict[str, int]]
-    seconds: float
-
-
-def training_texts(pairs: Sequence[LabelledPair], max_length: int) -> tuple[list[str], list[str]]:
-    """Classifier texts and labels: each pair with the evidence window that shares most words with it."""
-    texts = [pair_text(p.sentence, best_window(p.sentence, p.evidence, max_length)) for p in pairs]
-    return texts, [p.label for p in pairs]
-
-
-def cap_pairs(pairs: Sequence[LabelledPair], max_pairs: int | None, seed: int = 0,
-              keep_prefix: str = "begin") -> list[LabelledPair]:
-    """At most ``max_pairs`` pairs: those of sources starting with ``keep_prefix`` first, then a seeded
-    sample of the rest."""
-    pairs = list(pairs)
-    if max_pairs is None or len(pairs) <= max_pairs:
-        return pairs
-    kept = [p for p in pairs if p.source.startswith(keep_prefix)][:max_pairs]
-    rest = [p for p in pairs if not p.source.startswith(keep_prefix)]
-    rng = np.random.default_rng(seed)
-    pick = sorted(rng.choice(len(rest), size=min(len(rest), max_pairs - len(kept)), replace=False).tolist())
-    return kept + [rest[i] for i in pick]
-
-
-def fit_checker(train: Sequence[LabelledPair], validation: Sequence[LabelledPair] = (),
-                params: dict[str, Any] | None = None, seed: int = 0, progress: Progress | None = None,
-                name: str = "", combine: bool = True) -> tuple[GroundednessChecker, dict[str, Any]]:
-    """Fine-tune and calibrate a checker on ``train``. On ``validation`` (when it has both labels), fit the
-    combiner with lexical overlap (``combine``) and choose the threshold (best balanced accuracy; else 0.5).
-    Returns the checker and its validation metrics (``cross_encoder``: those of the model alone)."""
-    from ragtune.tuning.finetune import FineTuneClassifier
-
-    settings = {**DEFAULT_PARAMS, **(params or {})}
-    clf = FineTuneClassifier(random_state=seed, **settings)
-    texts, labels = training_texts(train, clf.max_length)
-    if len(set(labels)) < 2:
-        raise DataError(f"the training pairs need supported and unsupported examples; got {describe(train)}")
-    clf.fit(texts, labels, progress=progress)
-    checker = GroundednessChecker(clf, 0.5, name)
-    found: dict[str, Any] = {}
-    y = np.array([p.supported for p in validation], dtype=bool)
-    if len(y) and y.any() and not y.all():
-        pairs = [(p.sentence, p.evidence) for p in validation]
-        p_model = checker.model_probability(pairs)
-        scores = p_model
-        found["cross_encoder"] = metrics(y, p_model)
-        if combine:
-            overlap = np.array([term_overlap(s, e) for s, e in pairs])
-            checker.combiner = Combiner.fit(p_model, overlap, y)
-            scores = checker.combiner.apply(p_model, overlap)
-        found.update(metrics(y, scores))
-        found["balanced_accuracy_at_0.5"] = metrics(y, scores, 0.5)["balanced_accuracy"]
-        checker.threshold = found["threshold"]
-    return checker, found
-
-
-def pairs_sha256(pairs: Sequence[LabelledPair]) -> str:
-    """A digest of the training pairs (for the model card)."""
-    h = hashlib.sha256()
-    for p in pairs:
-        h.update(f"{p.sentence}\0{p.evidence}\0{p.label}\0".encode())
-    return h.hexdigest()
-
-
-def train_groundedness(
-    registry: Registry,
-    data: Path | str,
-    name: str = DEFAULT_MODEL,
-    params: dict[str, Any] | None = None,
-    validation_fraction: float = 0.2,
-    max_pairs: int | None = None,
-    generic: str = "drop",
-    negatives_per_rationale: int = 1,
-    combine: bool = True,
-    seed: int = 0,
-    progress: Progress | None = None,
-) -> GroundednessTrainResult:
-    """Build pairs from ``data`` (BEGIN TSVs and/or SciFact, see :mod:`ragtune.verify.data`), hold out
-    ``validation_fraction`` of the BEGIN knowledge groups (all pairs' groups when there is no BEGIN data),
-    fine-tune and calibrate on the rest, fit the lexical combiner (``combine``) and the threshold on the
-    held-out groups, and register the checker as ``name``. ``max_pairs`` caps the training pairs (BEGIN
-    first, then a sample of SciFact)."""
-    pairs = load_training_pairs(Path(data), generic, negatives_per_rationale, seed)
-    target = [p for p in pairs if p.source.startswith("begin")] or pairs
-    fit_on, validation = group_split(target, validation_fraction, seed) if len(target) >= 20 else (target, [])
-    held = {id(p) for p in validation}
-    train = cap_pairs([p for p in pairs if id(p) not in held], max_pairs, seed)
-    t0 = time.perf_counter()
-    checker, found = fit_checker(train, validation, params, seed, progress, name, combine)
-    seconds = time.perf_counter() - t0
-    clf = checker.classifier
-    card = new_card("finetune", clf, pairs_sha256(train), str(data))
-    card.metrics = {k: found[k] for k in ("auroc", "balanced_accuracy", "threshold", "examples", "primary_metric")
-                    if k in found}
-    card.notes = {
-        "kind": "groundedness",
-        "threshold": checker.threshold,
-        "combiner": asdict(checker.combiner) if checker.combiner is not None else None,
-        "labels": {"Fully attributable": SUPPORTED, "Not fully attributable": UNSUPPORTED,
-                   "Generic": "dropped" if generic == "drop" else UNSUPPORTED,
-                   "SciFact SUPPORT": SUPPORTED, "SciFact CONTRADICT": UNSUPPORTED,
-                   "SciFact non-rationale sentence": UNSUPPORTED},
-        "train_pairs": describe(train),
-        "validation_pairs": describe(validation),
-        "validation": found,
-        "calibration": clf.calibration_,
-        "train_seconds": seconds,
-    }
-    card = registry.register(name, clf, card)
-    checker.name = f"{name} v{card.version}"
-    return GroundednessTrainResult(card, checker, found, describe(train), describe(validation), seconds)
