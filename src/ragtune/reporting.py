@@ -15,7 +15,8 @@ def write_markdown_and_html(folder: Path, title: str, markdown: str, images: tup
     folder.mkdir(parents=True, exist_ok=True)
     md_path = folder / "report.md"
     md_path.write_text(markdown, encoding="utf-8")
-    body = MarkdownIt("commonmark").enable("table").render(markdown)
+    # html off: text that reached the report (training examples, file names) is escaped, never rendered as HTML.
+    body = MarkdownIt("commonmark", options_update={"html": False}).enable("table").render(markdown)
     for png in images:
         data = base64.b64encode((folder / png).read_bytes()).decode("ascii")
         body = body.replace(f'src="{png}"', f'src="data:image/png;base64,{data}"')

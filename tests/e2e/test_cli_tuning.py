@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -25,7 +26,7 @@ def test_train_classify_and_manage_models(tmp_path: Path) -> None:
     ok("init", str(proj))
     out = ok("train", str(DATA / "train.csv"), "--label-col", "category", "--name", "triage", "--method", "head",
              "--test", str(DATA / "test.csv"), "-p", str(proj))
-    assert "## Label audit" in out and "method: head" in out and "registered triage v1" in out
+    assert "Label audit" in out and "method: head" in out and "registered triage v1" in out
     folder = proj / "models" / "triage" / "v1"
     for name in ("report.md", "report.html", "confusion.png", "reliability.png", "audit.json", "card.json"):
         assert (folder / name).is_file(), name
@@ -54,7 +55,7 @@ def test_train_classify_and_manage_models(tmp_path: Path) -> None:
 
     listed = json.loads(ok("models", "list", "--json", "-p", str(proj)))
     assert [(m["name"], m["version"], m["method"]) for m in listed] == [("triage", 1, "head")]
-    card = json.loads(ok("models", "show", "triage", "-p", str(proj)))
+    card = json.loads(ok("models", "show", "triage", "--json", "-p", str(proj)))
     assert card["data_sha256"] and len(card["classes"]) == 8 and card["metrics"]["accuracy"] > 0.85
     refused = runner.invoke(app, ["models", "delete", "triage", "-p", str(proj)])  # no terminal, no --yes
     assert refused.exit_code != 0 and "pass --yes" in str(refused.exception)
@@ -71,7 +72,7 @@ def test_train_takes_method_settings_and_label_names(tmp_path: Path) -> None:
     out = ok(*train, "--method", "ensemble", "--label-names",
              "--params", '{"members": [{"method": "head", "C": 1}, {"method": "head", "C": 100}]}')
     assert "method: ensemble" in out and "registered t v1" in out
-    card = json.loads(ok("models", "show", "t", "-p", str(proj)))
+    card = json.loads(ok("models", "show", "t", "--json", "-p", str(proj)))
     assert card["notes"]["label_names"] is True
     assert card["notes"]["train_examples"] == 256 + 8  # the 80 % split of 320 rows, plus one name per intent
     assert [m["C"] for m in card["params"]["members"]] == [1, 100]
@@ -117,3 +118,75 @@ def test_train_checks_name_method_and_classes_before_any_work(tmp_path: Path) ->
     assert result.exit_code != 0
     assert "each class needs at least 2 examples" in str(result.exception)
     assert "class_00, class_01" in str(result.exception) and "Label audit" not in result.output
+
+
+def write_rows(path: Path, rows: list[tuple[str, str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["text", "label"])
+        w.writerows(rows)
+    return path
+
+
+def banking(name: str) -> list[tuple[str, str]]:
+    with (DATA / name).open(encoding="utf-8", newline="") as f:
+        return [(r["text"], r["category"]) for r in csv.DictReader(f)]
+
+
+def test_train_prints_the_audit_as_tables_and_the_top_confusions(tmp_path: Path) -> None:
+    # Issue 19, bugs 12 and 15: no raw Markdown in the terminal; the errors the model makes, with their texts.
+    proj = tmp_path / "proj"
+    ok("init", str(proj))
+    same = "[bold]Where is my card?[/bold] It has not come"  # Rich markup in a training text prints as typed
+    train = [(same, "card_arrival"), *banking("train.csv"), (same, "lost_or_stolen_card")]
+    test = banking("test.csv")
+    wrong = [i for i, (_, lab) in enumerate(test) if lab == "exchange_rate"][:2]
+    for i in wrong:
+        test[i] = (test[i][0], "top_up_failed")
+    result = runner.invoke(app, ["train", str(write_rows(tmp_path / "train.csv", train)), "--name", "triage",
+                                 "--method", "head", "--test", str(write_rows(tmp_path / "test.csv", test)),
+                                 "-p", str(proj)], catch_exceptions=False, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "## " not in out and "**" not in out and "|---" not in out  # Rich tables, not Markdown
+    assert "Label audit" in out and "Conflicting labels for the same text" in out and "┃ lines" in out
+    assert f"2, {len(train) + 1 + 2}" in out  # both file lines (header; two banking texts span two lines)
+    assert "card_arrival (line 2)" in out and same in out
+    assert "Top confusions on the test set" in out and "top_up_failed" in out
+    assert test[wrong[0]][0][:40] in out
+
+
+def test_models_show_is_readable_and_promote_pins_the_name(tmp_path: Path) -> None:
+    # Issue 19, bugs 12 and 13: `models show` is a table with local ISO times; `models promote` pins a version.
+    proj = tmp_path / "proj"
+    ok("init", str(proj))
+    train = ["train", str(DATA / "train.csv"), "--label-col", "category", "--name", "triage", "--method", "head",
+             "-p", str(proj)]
+    ok(*train)
+    ok(*train)
+    shown = ok("models", "show", "triage", "-p", str(proj))
+    assert not shown.lstrip().startswith("{") and '"created"' not in shown
+    assert re.search(r"created\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", shown), shown
+    assert re.search(r"version\s+2 — latest", shown) and "held out 64 of 320 examples by duplicate group" in shown
+    raw = json.loads(ok("models", "show", "triage", "--json", "-p", str(proj)))
+    assert isinstance(raw["created"], float) and raw["promoted"] is None and raw["latest"] == 2
+
+    assert "triage now resolves to v1; latest is v2" in ok("models", "promote", "triage", "1", "-p", str(proj))
+    ok(*train)  # v3: the promoted name keeps serving v1
+    assert re.search(r"version\s+1 — promoted", ok("models", "show", "triage", "-p", str(proj)))
+    listed = json.loads(ok("models", "list", "--json", "-p", str(proj)))
+    assert [(m["version"], m["promoted"], m["latest"]) for m in listed] == [(1, 1, 3)]
+    assert "1 promoted, latest 3" in runner.invoke(app, ["models", "list", "-p", str(proj)],
+                                                   env={"COLUMNS": "200"}).stdout
+    classified = json.loads(ok("classify", "my card was stolen", "-m", "triage", "--json", "-p", str(proj)))
+    assert classified["label"] == "lost_or_stolen_card"
+    refused = runner.invoke(app, ["models", "delete", "triage", "--version", "1", "-p", str(proj)])
+    assert refused.exit_code != 0 and "pass --yes" in str(refused.exception)
+    assert "v1 is the promoted version of triage" in str(refused.exception)
+    gone = ok("models", "delete", "triage", "--version", "1", "--yes", "-p", str(proj))
+    assert "follow its latest version, v3" in gone
+    assert json.loads(ok("models", "show", "triage", "--json", "-p", str(proj)))["version"] == 3
+    bad = runner.invoke(app, ["models", "promote", "triage", "-p", str(proj)])
+    assert bad.exit_code != 0 and "give a VERSION to promote, or --clear" in str(bad.exception)
+    missing = runner.invoke(app, ["models", "promote", "triage", "9", "-p", str(proj)])
+    assert missing.exit_code != 0 and "has no version 9" in str(missing.exception)

@@ -42,13 +42,43 @@ def test_builtins_load_and_name_their_steps() -> None:
     ("name: x\nsteps:\n  - route: {default: a, rules: [{queue: b, when: {label: intent, in: [x]}}]}\n",
      "tests label 'intent', which no earlier classify step outputs"),
     ("name: x\nsteps:\n  - retrieve: {top_k: 0}\n", "greater than or equal to 1"),
-    ("name: x\nsteps:\n  - retrieve: {topk: 3}\n", "Extra inputs are not permitted"),
+    ("name: x\nsteps:\n  - retrieve: {topk: 3}\n", "step 1 \\(retrieve\\): unknown key 'topk'"),
     ("name: x\nsteps: [\n", "not valid YAML"),
 ])
 def test_bad_specs_are_refused_with_the_reason(tmp_path: Path, yaml_text: str, message: str) -> None:
     write(tmp_path / "p.yaml", yaml_text)
     with pytest.raises(ConfigError, match=message):
         load_pipeline(tmp_path / "p.yaml")
+
+
+@pytest.mark.parametrize(("yaml_text", "parts"), [
+    # issue 19, bug 7: the step (index and kind), the bad key, the closest valid key and all valid keys
+    ("name: x\nsteps:\n  - retrieve: {top_k: 3}\n  - answer: {}\n  - retrieve: {topk: 3}\n",
+     ["bad1.yaml: step 3 (retrieve): unknown key 'topk' (did you mean 'top_k'?); valid keys: corpus, top_k, when"]),
+    ("name: x\nsteps:\n  - retrieve: {}\n  - route: {default: a, rules: [{queue: q, when: {keyword: [a]}}]}\n",
+     ["step 2 (route): rules.0.when: unknown key 'keyword' (did you mean 'keywords'?)", "valid keys: abstained, "
+      "in, keywords, label, low_confidence, not_in, route, unsupported"]),
+    ("name: x\nsteps:\n  - classify: {modle: m}\n",
+     ["step 1 (classify): unknown key 'modle' (did you mean 'model'?); valid keys: model, output, threshold, "
+      "top_k, ", "when; missing key 'model'"]),
+    ("name: x\nsteps:\n  - retrieve: {}\nstep: 1\n", ["bad1.yaml: unknown key 'step' (did you mean 'steps'?); "
+                                                     "valid keys: description, name, steps"]),
+    ("name: x\nsteps:\n  - retrieve: 5\n", ["step 1 (retrieve): expected a mapping of `key: value` pairs (got int)"]),
+    # validators' messages without pydantic's "Value error, " prefix
+    ("name: x\nsteps:\n  - answer: {}\n", ["bad1.yaml: step 1 (answer) needs a retrieve step before it"]),
+    ("name: x\nsteps:\n  - retrieve: {}\n  - route: {default: a, rules: [{queue: q, when: {in: [a]}}]}\n",
+     ["step 2 (route): rules.0.when: `in`/`not_in` need `label:`"]),
+    ("name: x\nsteps: []\n", ["bad1.yaml: `steps:` must be a non-empty list"]),
+])
+def test_spec_errors_name_the_step_the_key_and_the_valid_keys(tmp_path: Path, yaml_text: str,
+                                                              parts: list[str]) -> None:
+    write(tmp_path / "bad1.yaml", yaml_text)
+    with pytest.raises(ConfigError) as err:
+        load_pipeline(tmp_path / "bad1.yaml")
+    message = str(err.value)
+    assert "Value error" not in message and "Extra inputs" not in message and "\n" not in message
+    for part in parts:
+        assert part in message, message
 
 
 def test_unknown_pipeline_lists_the_builtins() -> None:

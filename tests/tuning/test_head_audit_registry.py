@@ -71,6 +71,13 @@ class HeldOutHead(HeadClassifier):
     cross_fit_max = 0
 
 
+def test_a_subclass_without_its_own_method_name_does_not_replace_the_method() -> None:
+    # HeldOutHead above used to become what "head" builds for every later test (it inherits method = "head").
+    from ragtune.tuning.base import classifier_class
+
+    assert classifier_class("head") is HeadClassifier
+
+
 def test_small_data_calibrates_out_of_fold_and_trains_on_every_example(train: LabelledData) -> None:
     cross = HeadClassifier().fit(train.texts, train.labels)
     held = HeldOutHead().fit(train.texts, train.labels)
@@ -109,7 +116,7 @@ def test_audit_finds_planted_duplicates_conflicts_and_mislabels(train: LabelledD
     texts.append(texts[102].upper() + "  ")  # same text up to case/space, different label
     labels.append(classes[(classes.index(labels[102]) + 1) % len(classes)])
     report = audit_labels(LabelledData(texts, labels, "planted", ""), embedder)
-    dup_groups = [set(g) for g in report.exact_duplicates]
+    dup_groups = [set(g["indices"]) for g in report.exact_duplicates]
     assert {100, len(texts) - 3} in dup_groups and {101, len(texts) - 2} in dup_groups
     assert any(set(c["indices"]) == {102, len(texts) - 1} for c in report.conflicts)
     found = {s["index"] for s in report.suspected_label_errors}
@@ -124,7 +131,7 @@ def test_audit_flags_leakage_and_one_class(train: LabelledData, test: LabelledDa
     assert report.leakage_exact == [] and not report.blocking
     report = audit_labels(LabelledData(train.texts + [test.texts[0]], train.labels + [test.labels[0]], "t", ""),
                           None, leaky)
-    assert [j for _, j in report.leakage_exact] == [0]
+    assert [p["test_index"] for p in report.leakage_exact] == [0]
     one = audit_labels(LabelledData(["a b", "c d"], ["x", "x"], "t", ""))
     assert one.blocking and "one class" in one.blocking[0]
 

@@ -1,6 +1,7 @@
 """The advisor's bake-offs: the candidate architectures measured on the user's own data, within a time budget.
 
-Labelled task: the same held-out examples are classified three ways —
+Labelled task: the same held-out examples are classified three ways (held out by duplicate group, so copies
+of a text, exact or near, never sit on both sides and flatter the classifier) —
 ``rag`` (the nearest labelled examples retrieved from a LanceDB index with ragtune's hybrid retriever, a
 score-weighted vote of the top k), ``fine-tuning`` (a calibrated classifier trained on the rest) and ``hybrid``
 (the classifier, falling back to retrieval when its calibrated probability is below the threshold).
@@ -29,10 +30,11 @@ from sklearn.model_selection import train_test_split
 from ragtune.core import Acl, Chunk, Principal
 from ragtune.errors import DataError, RagtuneError
 from ragtune.evaluation import RetrievalEvaluator
-from ragtune.models.embedder import Embedder, embedding_cache_bypassed
+from ragtune.models.embedder import Embedder, embedding_cache_bypassed, make_embedder
 from ragtune.project import Project
 from ragtune.store.base import Store
 from ragtune.tuning.base import TextClassifier, classifier_class
+from ragtune.tuning.groups import duplicate_groups, group_split
 
 # CPU price behind the cost column: an on-demand cloud vCPU-hour, roughly. Override with cpu_hour_usd.
 CPU_HOUR_USD = 0.05
@@ -127,8 +129,12 @@ def bakeoff_labels(
     embedder: Embedder | None = None,
     cpu_hour_usd: float = CPU_HOUR_USD,
     tick: Tick | None = None,
+    groups: Sequence[int] | None = None,
 ) -> LabelBakeoff:
-    """Measure rag, fine-tuning and hybrid classification on a stratified held-out part of the data."""
+    """Measure rag, fine-tuning and hybrid classification on a stratified held-out part of the data.
+
+    The split keeps every duplicate group (exact duplicates and near duplicates by ``embedder``, see
+    :func:`ragtune.tuning.groups.duplicate_groups`) on one side; ``groups`` gives precomputed group ids."""
     start = time.perf_counter()
     deadline = start + budget_s
     say = tick or (lambda _msg: None)
@@ -137,14 +143,17 @@ def bakeoff_labels(
     if len(counts) < 2:
         raise DataError("the labels hold only one class; a classification bake-off needs at least two")
     usable = [i for i, label in enumerate(labels) if counts[label] >= 2]
-    y_all = [labels[i] for i in usable]
     n_test = min(max_test, max(len(counts), int(0.2 * len(usable))))
     if len(usable) - n_test < 2 * len(counts):
         raise DataError(f"only {len(usable)} usable examples for {len(counts)} classes: too few to train on "
                         "and hold out a test split; label more examples (at least 3 per class)")
-    tr, te = train_test_split(usable, test_size=n_test, stratify=y_all, random_state=seed)
-    if len(tr) > max_train:
-        tr, _ = train_test_split(tr, train_size=max_train, stratify=[labels[i] for i in tr], random_state=seed)
+    if groups is None:
+        say(f"grouping duplicates among {len(texts)} examples")
+        encoder = embedder if embedder is not None else make_embedder("minilm")
+        groups = duplicate_groups(texts, encoder.embed(texts))
+    elif len(groups) != len(texts):
+        raise ValueError(f"{len(groups)} group ids for {len(texts)} examples")
+    tr, te, capped = holdout_by_group(labels, groups, usable, n_test, max_train, max_test, seed)
     train_t, train_y = [texts[i] for i in tr], [labels[i] for i in tr]
     test_t, test_y = [texts[i] for i in te], [labels[i] for i in te]
     majority = Counter(train_y).most_common(1)[0][0]
@@ -152,8 +161,12 @@ def bakeoff_labels(
                        majority_accuracy=_accuracy(test_y, [majority] * len(test_y)), budget_s=budget_s)
     if len(usable) < len(texts):
         out.notes.append(f"{len(texts) - len(usable)} examples of classes with a single example were left out")
-    if len(tr) < len(usable) - len(te):
+    if capped:
         out.notes.append(f"training examples capped at {max_train} to fit the time budget")
+    n_groups = len({groups[i] for i in usable})
+    if n_groups < len(usable):
+        out.notes.append(f"held out by duplicate group: {len(usable) - n_groups} duplicate example(s) (exact or near) "
+                         "were kept on the same side as their copies")
     # Fine-tuning: a calibrated classifier. The embeddings it computes are cached for retrieval below.
     say(f"fine-tuning: training a {method} classifier on {len(tr)} examples")
     t0 = time.perf_counter()
@@ -208,6 +221,32 @@ def bakeoff_labels(
                                   fit_s + index_s, cpu_hour_usd))
     out.elapsed_s = time.perf_counter() - start
     return out
+
+
+def holdout_by_group(labels: Sequence[str], groups: Sequence[int], usable: Sequence[int], n_test: int,
+                     max_train: int, max_test: int, seed: int) -> tuple[list[int], list[int], bool]:
+    """(train, test, train capped?): indices into ``labels`` from ``usable``, about ``n_test`` of them held out
+    stratified by label with each duplicate group on one side, then at most ``max_test`` / ``max_train`` kept."""
+    y = [labels[i] for i in usable]
+    try:
+        tr_pos, te_pos = group_split(y, [groups[i] for i in usable], max(n_test / len(usable), 0.05), seed)
+    except DataError as exc:
+        raise DataError(f"{exc}: label more examples (distinct texts, at least 3 per class)") from exc
+    tr, te = [usable[i] for i in tr_pos], [usable[i] for i in te_pos]
+    if len(te) > max_test:  # a subset of the test side: still no group on both sides
+        te = _subsample(te, labels, max_test, seed)
+    capped = len(tr) > max_train
+    if capped:
+        tr = _subsample(tr, labels, max_train, seed)
+    return tr, te, capped
+
+
+def _subsample(indices: list[int], labels: Sequence[str], size: int, seed: int) -> list[int]:
+    """``size`` of ``indices``, stratified by label when every class has two or more of them."""
+    counts = Counter(labels[i] for i in indices)
+    stratify = [labels[i] for i in indices] if min(counts.values()) >= 2 and size >= len(counts) else None
+    kept, _ = train_test_split(indices, train_size=size, stratify=stratify, random_state=seed)
+    return list(kept)
 
 
 def _candidate(name: str, how: str, y: Sequence[str], pred: Sequence[str], latency_ms: float, fit_s: float,

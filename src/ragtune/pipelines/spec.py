@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ragtune.errors import ConfigError
+from ragtune.validation import describe
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 
@@ -85,9 +86,11 @@ class AnswerStep(StepBase):
 
 
 class ClassifyStep(StepBase):
-    """Label the input with a registered classifier; ``output`` names the label for rules."""
+    """Label the input with a registered classifier; ``output`` names the label for rules. ``version`` pins a
+    version of ``model`` (default: the version the name resolves to, its promoted one or else its latest)."""
 
     model: str
+    version: int | None = Field(None, ge=1)
     output: str | None = None
     threshold: float | None = Field(None, ge=0, le=1)
     top_k: int = Field(3, ge=1, le=20)
@@ -137,7 +140,10 @@ class PipelineSpec(_Strict):
             ((kind, options),) = item.items()
             if kind not in STEP_TYPES:
                 raise ValueError(f"step {n}: unknown kind {kind!r}; kinds: {', '.join(STEP_TYPES)}")
-            steps.append((kind, STEP_TYPES[kind].model_validate(options or {})))
+            try:
+                steps.append((kind, STEP_TYPES[kind].model_validate(options or {})))
+            except ValidationError as exc:  # name the step: a nested error's location starts inside it
+                raise ValueError(f"step {n} ({kind}): {describe(exc, STEP_TYPES[kind])}") from None
         return {**data, "steps": steps}
 
     @model_validator(mode="after")
@@ -181,13 +187,13 @@ def load_pipeline(name_or_path: str | Path) -> PipelineSpec:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())}): fix the syntax") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file: give a pipeline YAML file") from exc
     try:
         return PipelineSpec.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path}: {where + ': ' if where else ''}{first['msg']}") from exc
+    except ValidationError as exc:  # e.g. "p.yaml: step 2 (retrieve): unknown key 'topk' (did you mean 'top_k'?); …"
+        raise ConfigError(f"{path}: {describe(exc, PipelineSpec)}") from exc
 
 
 def builtin_names() -> list[str]:

@@ -34,8 +34,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.method:
-            _REGISTRY[cls.method] = cls
+        if cls.__dict__.get("method"):  # only a class that names its own method: a subclass of HeadClassifier
+            _REGISTRY[cls.method] = cls  # (e.g. in a test) must not take over "head" for everyone
 
     # Subclasses define __init__ with their parameters; these two are common to all.
     calibration_fraction: float = 0.1
@@ -76,7 +76,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         counts = np.bincount(y)
         n_cal = int(round(len(y) * self.calibration_fraction))
         self.temperature_ = 1.0
-        self.calibration_: dict[str, float] = {"examples": 0.0}
+        self.calibration_: dict[str, float] = {"examples": 0}
         cal_logits, cal_y = np.zeros((0, len(self.classes_))), np.zeros(0, dtype=int)
         if self.calibration_fraction > 0 and len(y) <= self.cross_fit_max and counts.min() >= 2:
             # Small data and a cheap model: calibrate on out-of-fold logits, then train on every example
@@ -104,7 +104,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             all_right = bool((cal_logits.argmax(axis=1) == cal_y).all())
             self.temperature_ = fit_temperature(cal_logits, cal_y, low=0.5 if all_right else 0.05)
             self.calibration_.update(
-                examples=float(len(cal_y)),
+                examples=len(cal_y),  # a count (an int in card.json, not 127.0)
                 ece_before=expected_calibration_error(softmax(cal_logits), cal_y),
                 ece_after=expected_calibration_error(softmax(cal_logits, self.temperature_), cal_y),
                 temperature=self.temperature_,

@@ -1,4 +1,5 @@
-"""The tuning commands: ``train`` and ``classify`` (plain Typer commands) and the ``models`` group.
+"""The tuning commands: ``train`` and ``classify`` (plain Typer commands) and the ``models`` group
+(``list``, ``show``, ``promote``, ``delete``).
 
 Register in ``ragtune/cli.py`` with ``app.command()(train)``, ``app.command()(classify)`` and
 ``app.add_typer(models_app, name="models")``.
@@ -6,7 +7,6 @@ Register in ``ragtune/cli.py`` with ``app.command()(train)``, ``app.command()(cl
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 from dataclasses import asdict
@@ -30,9 +30,10 @@ from ragtune.cli_common import JsonOpt, ProjectOpt, err, out
 from ragtune.errors import ConfigError, RagtuneError
 from ragtune.project import Project
 
-models_app = typer.Typer(help="List, inspect and delete trained classifiers in the project's registry.",
+models_app = typer.Typer(help="List, inspect, promote and delete trained classifiers in the project's registry. "
+                               "A model name resolves to its promoted version when one is set "
+                               "(`ragtune models promote NAME VERSION`), else to its latest.",
                           no_args_is_help=True)
-
 
 
 class _RichTrainProgress:
@@ -70,11 +71,12 @@ def _method_params(params: str) -> dict[str, Any]:
 
 def _show_audit(audit: Any, data: Any) -> None:
     from ragtune.tuning.data import encoding_name
+    from ragtune.tuning.render import audit_view
 
     if data.encoding != "utf-8":
         err.print(f"note: {Path(data.source.split('#')[0]).name} is not UTF-8; read it as "
                   f"{encoding_name(data.encoding)}", markup=False, highlight=False)
-    out.print(audit.to_markdown(data.texts, limit=5), markup=False, highlight=False)
+    out.print(audit_view(audit, limit=5))
 
 
 def _show_method(m: str, reason: str) -> None:
@@ -96,8 +98,11 @@ def train(
     label_names: Annotated[bool, typer.Option("--label-names", help="Also train on each label's name as an "
                                               "example (card_arrival -> 'card arrival'); helps with few "
                                               "examples per class when names are meaningful.")] = False,
-    test: Annotated[Path | None, typer.Option(help="Test file (same columns); default: hold out --test-size.")] = None,
-    test_size: Annotated[float, typer.Option(min=0.05, max=0.5, help="Share held out for testing.")] = 0.2,
+    test: Annotated[Path | None, typer.Option(help="Test file (same columns); default: hold out --test-size. "
+                                                   "The audit reports its overlap with the training file.")] = None,
+    test_size: Annotated[float, typer.Option(min=0.05, max=0.5, help="Share held out for testing, stratified by "
+                                                                     "label, by duplicate group: copies of a text "
+                                                                     "(exact or near) stay on one side.")] = 0.2,
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Abstain below this calibrated probability "
                                                                    "(classify answers needs_review).")] = 0.5,
     seed: Annotated[int, typer.Option(help="Random seed for splits and training.")] = 0,
@@ -105,8 +110,11 @@ def train(
 ) -> None:
     """Train a calibrated classifier from labelled examples and register a new version.
 
-    A label audit runs first (blocking problems stop it); then fit, evaluation on held-out data, and a
-    report (Markdown + HTML) next to the model.
+    A label audit of the whole file runs first (duplicates, conflicting labels, leakage into --test, suspected
+    label errors, each with the file's line numbers; blocking problems stop it). Without --test, the test set
+    is held out by duplicate group: copies of a text (exact or near duplicates) stay on one side. Then fit,
+    evaluation, the top confusions with example texts, and a report (Markdown + HTML) next to the model. A
+    promoted name keeps serving its promoted version until the new one is promoted.
     """
     from ragtune.tuning.train import PlainProgress, train_classifier
 
@@ -122,18 +130,27 @@ def train(
             label_names=label_names,
             progress=progress, on_audit=_show_audit, on_method=_show_method, embedder=proj.embedder,
         )
+    from ragtune.tuning.render import confusions_view
+
     m = result.metrics
     out.print(
         f"[green]registered {name} v{result.card.version}[/green] ({result.method}): accuracy {m['accuracy']:.4f}, "
         f"macro-F1 {m['macro_f1']:.4f}, ECE {m['ece']:.4f}, abstain rate {m['abstain_rate']:.3f} at "
-        f"{m['threshold']:.2f}\nreport: {result.report_html}"
+        f"{m['threshold']:.2f}"
     )
+    out.print(confusions_view(m.get("top_confusions", [])))
+    promoted = proj.registry.promoted(name)
+    if promoted is not None and promoted != result.card.version:
+        out.print(f"[yellow]{name} still resolves to its promoted v{promoted}[/yellow]; use the new one with "
+                  f"`ragtune models promote {name} {result.card.version}`")
+    out.print("report:", Text(str(result.report_html)))
 
 
 def classify(
     text: Annotated[str | None, typer.Argument(help="Text to classify (or use --input).")] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Registered model name.")] = "",
-    version: Annotated[int | None, typer.Option(help="Model version (default: latest).")] = None,
+    version: Annotated[int | None, typer.Option(help="Model version (default: the promoted version, else the "
+                                                     "latest).")] = None,
     input_file: Annotated[Path | None, typer.Option("--input", help="CSV/JSONL of texts to classify.")] = None,
     output: Annotated[Path | None, typer.Option(help="Where to write the batch CSV (input columns + "
                                                       "predicted_label, probability).")] = None,
@@ -169,37 +186,93 @@ def classify(
             out.print(f"  {alt['label']:30s} {alt['probability']:.3f}", markup=False)
 
 
+def _version_cell(promoted: int | None, version: int, latest: int) -> str:
+    """``3``, or ``1 promoted, latest 3`` when the name is pinned to an older version."""
+    if promoted != version:
+        return str(version)
+    return f"{version} promoted" + (f", latest {latest}" if latest != version else "")
+
+
 @models_app.command("list")
 def models_list(json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
-    """Every model with its latest version, method, accuracy and creation time."""
+    """Every model with the version its name resolves to (its promoted version, else its latest), method,
+    accuracy and creation time."""
+    from ragtune.tuning.render import local_time
 
-    cards = Project.open(project).registry.list()
+    registry = Project.open(project).registry
+    rows = []
+    for card in registry.list():
+        try:
+            promoted = registry.promoted(card.name)
+        except RagtuneError:
+            promoted = None
+        rows.append((card, promoted, registry.versions(card.name)[-1]))
     if json_out:
-        out.print_json(json.dumps([asdict(c) for c in cards]))
+        out.print_json(json.dumps([{**asdict(c), "promoted": p, "latest": latest} for c, p, latest in rows]))
         return
-    if not cards:
+    if not rows:
         out.print("no models yet: train one with `ragtune train DATA --name NAME`")
         return
     t = Table(show_header=True)
     for col in ("name", "version", "method", "classes", "accuracy", "macro-F1", "created"):
         t.add_column(col)
-    for c in cards:
-        created = dt.datetime.fromtimestamp(c.created).strftime("%Y-%m-%d %H:%M")
-        t.add_row(Text(c.name), str(c.version), c.method, str(len(c.classes)), f"{c.metrics.get('accuracy', 0):.4f}",
-                  f"{c.metrics.get('macro_f1', 0):.4f}", created)
+    for c, promoted, latest in rows:
+        t.add_row(Text(c.name), _version_cell(promoted, c.version, latest), c.method, str(len(c.classes)),
+                  f"{c.metrics.get('accuracy', 0):.4f}", f"{c.metrics.get('macro_f1', 0):.4f}",
+                  local_time(c.created)[:16].replace("T", " "))
     out.print(t)
 
 
 @models_app.command("show")
 def models_show(name: Annotated[str, typer.Argument(help="Model name.")],
-                version: Annotated[int | None, typer.Option(help="Version (default: latest).")] = None,
+                version: Annotated[int | None, typer.Option(help="Version (default: the promoted one, else the "
+                                                                 "latest).")] = None,
+                json_out: Annotated[bool, typer.Option("--json", help="Print the raw card as JSON (created as a "
+                                                       "Unix timestamp, plus created_local).")] = False,
                 project: ProjectOpt = None) -> None:
-    """The model card: method, data hash, label map, metrics, parameters, report path."""
+    """The model card: version and whether it is promoted, method, creation time, classes, data, test metrics,
+    calibration, settings, folder and report."""
+    from ragtune.tuning.render import card_view, local_time
+    from ragtune.tuning.report import calibration_line
 
     reg = Project.open(project).registry
     card = reg.card(name, version)
-    out.print_json(json.dumps({**asdict(card), "path": str(reg.path(name, card.version)),
-                               "report": str(reg.path(name, card.version) / "report.html")}))
+    folder = reg.path(name, card.version)
+    promoted, latest = reg.promoted(name), reg.versions(name)[-1]
+    if json_out:
+        out.print_json(json.dumps({**asdict(card), "created_local": local_time(card.created), "promoted": promoted,
+                                   "latest": latest, "path": str(folder), "report": str(folder / "report.html")},
+                                  default=str))
+        return
+    data = asdict(card)
+    view = card_view(data, promoted, latest, calibration_line(data))
+    view.add_row("folder", Text(str(folder)))
+    view.add_row("report", Text(str(folder / "report.html")))
+    out.print(view)
+
+
+@models_app.command("promote")
+def models_promote(name: Annotated[str, typer.Argument(help="Model name.")],
+                   version: Annotated[int | None, typer.Argument(help="The version NAME is to resolve to.")] = None,
+                   clear: Annotated[bool, typer.Option("--clear", help="Drop the promotion: NAME follows its latest "
+                                                       "version again.")] = False,
+                   project: ProjectOpt = None) -> None:
+    """Make NAME resolve to VERSION (`classify -m NAME`, pipelines without `version:`), whatever is trained later.
+
+    Use it as the production pointer: train new versions, check them with `--version N`, then promote one. A
+    pipeline step can also pin a version of its own (`classify: {model: NAME, version: 3}`).
+    """
+    registry = Project.open(project).registry
+    if clear == (version is not None):
+        raise RagtuneError("give a VERSION to promote, or --clear to follow the latest version again "
+                           f"(e.g. `ragtune models promote {name} 2`)")
+    before = registry.promote(name, None if clear else version)
+    latest = registry.versions(name)[-1]
+    was = f" (was v{before})" if before is not None else ""
+    if clear:
+        out.print(f"{name} follows its latest version again: v{latest}{was}", markup=False)
+    else:
+        out.print(f"{name} now resolves to v{version}{was}; latest is v{latest}", markup=False)
 
 
 @models_app.command("delete")
@@ -208,16 +281,25 @@ def models_delete(name: Annotated[str, typer.Argument(help="Model name.")],
                   yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking (needed when not "
                                                     "at a terminal).")] = False,
                   project: ProjectOpt = None) -> None:
-    """Delete a model (every version, or one). Asks first unless --yes is given."""
+    """Delete a model (every version, or one). Asks first unless --yes is given, and warns when the version is
+    the promoted one (NAME then follows its latest version)."""
     registry = Project.open(project).registry
-    card = registry.card(name, version)  # a missing model or version is an error before anything is asked
+    registry.card(name, version)  # a missing model or version is an error before anything is asked
+    promoted = registry.promoted(name)
     what = (f"version {version} of {name}" if version is not None
-            else f"every version of {name} (latest v{card.version})")
+            else f"every version of {name} (latest v{registry.versions(name)[-1]})")
+    warning = ""
+    if promoted is not None and version == promoted:
+        left = [v for v in registry.versions(name) if v != version]
+        then = f"follow its latest version, v{left[-1]}" if left else "no longer exist"
+        warning = f"v{version} is the promoted version of {name}: `{name}` will {then}"
     if not yes:
         if not sys.stdin.isatty():
-            raise RagtuneError(f"deleting {what} needs confirmation: pass --yes")
+            raise RagtuneError(f"deleting {what} needs confirmation: pass --yes" + (f" ({warning})" if warning else ""))
+        if warning:
+            err.print(f"warning: {warning}", markup=False)
         if not typer.confirm(f"delete {what}?", default=False):
             raise typer.Exit(1)
     gone = registry.delete(name, version)
-    out.print(f"deleted {name} version(s) {', '.join(map(str, gone))}", markup=False)
-
+    out.print(f"deleted {name} version(s) {', '.join(map(str, gone))}" + (f"; {warning}" if warning else ""),
+              markup=False)

@@ -14,8 +14,8 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -50,16 +50,28 @@ codecs.register_error("ragtune-c1", _c1_controls)
 
 @dataclass(frozen=True)
 class LabelledData:
-    """Texts with their labels, and where they came from (``encoding``: the encoding the file was read in)."""
+    """Texts with their labels, and where they came from (``encoding``: the encoding the file was read in;
+    ``lines``: the file line each example starts at, empty for data not read from a file)."""
 
     texts: list[str]
     labels: list[str]
     source: str
     sha256: str
     encoding: str = "utf-8"
+    lines: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    def line(self, i: int) -> int:
+        """The file line example ``i`` starts at (a CSV's header is line 1); its 1-based row number when the
+        data was not read from a file."""
+        return self.lines[i] if self.lines else i + 1
+
+    def subset(self, indices: Sequence[int], part: str) -> LabelledData:
+        """The examples at ``indices`` (file lines kept), named ``<source>#<part>``."""
+        return LabelledData([self.texts[i] for i in indices], [self.labels[i] for i in indices],
+                            f"{self.source}#{part}", self.sha256, self.encoding, [self.line(i) for i in indices])
 
     def with_label_names(self) -> LabelledData:
         """These examples plus one per class whose text is the label's name (``card_arrival`` -> "card arrival").
@@ -69,7 +81,8 @@ class LabelledData:
         """
         names = sorted(set(self.labels))
         extra = [" ".join(name.replace("_", " ").replace("-", " ").split()) or name for name in names]
-        return LabelledData(self.texts + extra, self.labels + names, self.source, self.sha256, self.encoding)
+        lines = self.lines + [0] * len(names) if self.lines else []  # line 0: not from the file
+        return LabelledData(self.texts + extra, self.labels + names, self.source, self.sha256, self.encoding, lines)
 
 
 def encoding_name(encoding: str) -> str:
@@ -306,6 +319,7 @@ def load_labelled(path: Path, text_col: str = "text", label_col: str = "label",
     wanted = (text_col, label_col) if require_labels else (text_col,)
     texts: list[str] = []
     labels: list[str] = []
+    line_numbers: list[int] = []
     empty: list[int] = []
     unlabelled: list[int] = []
     names: dict[str, str] = {}  # one string object per label, not one per row
@@ -320,6 +334,7 @@ def load_labelled(path: Path, text_col: str = "text", label_col: str = "label",
             unlabelled.append(n)
         texts.append(text)
         labels.append(names.setdefault(label, label))
+        line_numbers.append(n)
         if progress and len(texts) % PROGRESS_EVERY == 0:
             progress(len(texts), lines.bytes_read, lines.size)
 
@@ -361,4 +376,4 @@ def load_labelled(path: Path, text_col: str = "text", label_col: str = "label",
     if unlabelled:
         raise DataError(f"{path}: {len(unlabelled)} row(s) with no '{label_col}' (first at line {unlabelled[0]})")
     return LabelledData(texts=texts, labels=labels, source=str(path), sha256=_digest(texts, labels),
-                        encoding=encoding)
+                        encoding=encoding, lines=line_numbers)

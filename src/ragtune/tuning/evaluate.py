@@ -14,7 +14,8 @@ from ragtune.tuning.calibration import expected_calibration_error, reliability_b
 
 
 class ClassificationEvaluator(Evaluator):
-    """Accuracy, macro-F1, per-class P/R/F1, confusion matrix, ECE, reliability bins and abstain rate.
+    """Accuracy, macro-F1, per-class P/R/F1, confusion matrix, the top confusions with example texts, ECE,
+    reliability bins and abstain rate.
 
     Keys are never prefixed: the training report and the model card read them bare.
     """
@@ -57,4 +58,18 @@ class ClassificationEvaluator(Evaluator):
             "abstain_rate": float(1.0 - accepted.mean()) if len(accepted) else 0.0,
             "accuracy_when_accepted": float((pred[accepted] == y[accepted]).mean()) if accepted.any() else 0.0,
             "unknown_labels": unknown,
+            "top_confusions": top_confusions(self.texts, self.labels, [classes[j] for j in pred]),
         }
+
+
+def top_confusions(texts: Sequence[str], labels: Sequence[str], predicted: Sequence[str], top: int = 10,
+                   examples: int = 2) -> list[dict[str, Any]]:
+    """The most frequent (true label, predicted label) errors, most frequent first, each with ``count`` and up
+    to ``examples`` of its texts (error analysis: what the model mixes up, and on which inputs)."""
+    pairs: dict[tuple[str, str], list[str]] = {}
+    for text, true, pred in zip(texts, labels, predicted, strict=True):
+        if true != pred:
+            pairs.setdefault((true, pred), []).append(text)
+    ranked = sorted(pairs.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    return [{"true": t, "predicted": p, "count": len(items), "examples": items[:examples]}
+            for (t, p), items in ranked[:top]]

@@ -2,12 +2,17 @@
 
 A version is written to a temporary folder and renamed into place, so a crash never leaves a half-written
 version behind. Loading reads only local files.
+
+A name resolves to its **promoted** version when one is set (``ragtune models promote NAME VERSION``), else to
+its latest: training a new version never changes what a promoted name serves until that version is promoted.
+The alias lives in ``<name>/aliases.json`` (``{"promoted": 3}``), replaced atomically.
 """
 
 from __future__ import annotations
 
 import builtins
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -20,6 +25,8 @@ from ragtune.errors import ModelNotFoundError, RagtuneError
 from ragtune.tuning.base import TextClassifier
 
 CARD = "card.json"
+ALIASES = "aliases.json"
+PROMOTED = "promoted"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -59,6 +66,71 @@ class Registry:
         return sorted(int(p.name[1:]) for p in folder.iterdir() if re.fullmatch(r"v\d+", p.name) and
                       (p / CARD).is_file())
 
+    def _aliases_path(self, name: str) -> Path:
+        return self.root / check_name(name) / ALIASES
+
+    def promoted(self, name: str) -> int | None:
+        """The promoted version of ``name`` (None: the name follows its latest version)."""
+        path = self._aliases_path(name)
+        if not path.is_file():
+            return None
+        try:
+            aliases = json.loads(path.read_text(encoding="utf-8"))
+            version = aliases.get(PROMOTED) if isinstance(aliases, dict) else "?"
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RagtuneError(f"{path} cannot be read ({exc}); fix it, or reset it with `ragtune models "
+                               f"promote {name} --clear`") from exc
+        if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 1):
+            raise RagtuneError(f"{path}: {PROMOTED!r} must be a version number, got {version!r}; fix it, or reset "
+                               f"it with `ragtune models promote {name} --clear`")
+        return version
+
+    def promote(self, name: str, version: int | None) -> int | None:
+        """Make ``name`` resolve to ``version`` (None: back to its latest); returns the version promoted before."""
+        versions = self._versions(name)
+        if not versions:
+            raise ModelNotFoundError(f"no model named {name!r}; train one with `ragtune train`")
+        if version is not None and version not in versions:
+            raise ModelNotFoundError(f"model {name!r} has no version {version} (versions: {versions})")
+        path = self._aliases_path(name)
+        try:
+            before = self.promoted(name)
+        except RagtuneError:
+            before = None  # an unreadable alias file is what this call replaces
+        if version is None:
+            path.unlink(missing_ok=True)
+            return before
+        fd, tmp = tempfile.mkstemp(prefix=".aliases-", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump({PROMOTED: version}, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return before
+
+    def resolve(self, name: str, version: int | None = None) -> int:
+        """The version ``name`` means: ``version`` when given, else the promoted one, else the latest."""
+        versions = self._versions(name)
+        if not versions:
+            known = ", ".join(c.name for c in self.list()) or "none yet"
+            raise ModelNotFoundError(f"no model named {name!r} (models: {known}); train one with `ragtune train`")
+        if version is not None:
+            if version not in versions:
+                raise ModelNotFoundError(f"model {name!r} has no version {version} (versions: {versions})")
+            return version
+        promoted = self.promoted(name)
+        if promoted is None:
+            return versions[-1]
+        if promoted not in versions:
+            raise ModelNotFoundError(f"model {name!r} is promoted to version {promoted}, which is not in the registry "
+                                     f"(versions: {versions}); promote another with `ragtune models promote {name} "
+                                     f"VERSION` or follow the latest with `ragtune models promote {name} --clear`")
+        return promoted
+
     def register(self, name: str, clf: TextClassifier, card: ModelCard) -> ModelCard:
         """Save ``clf`` as the next version of ``name``; returns the card with its version set."""
         versions = self._versions(name)
@@ -76,37 +148,41 @@ class Registry:
         return card
 
     def path(self, name: str, version: int | None = None) -> Path:
-        """Folder of a version (default: the latest)."""
-        versions = self._versions(name)
-        if not versions:
-            known = ", ".join(c.name for c in self.list()) or "none yet"
-            raise ModelNotFoundError(f"no model named {name!r} (models: {known}); train one with `ragtune train`")
-        v = versions[-1] if version is None else version
-        if v not in versions:
-            raise ModelNotFoundError(f"model {name!r} has no version {v} (versions: {versions})")
-        return self.root / name / f"v{v}"
+        """Folder of a version (default: the promoted one, else the latest)."""
+        return self.root / name / f"v{self.resolve(name, version)}"
+
+    def versions(self, name: str) -> builtins.list[int]:
+        """The versions of ``name``, oldest first (empty when there is no such model)."""
+        return self._versions(name)
 
     def card(self, name: str, version: int | None = None) -> ModelCard:
-        """The card of a version (default: the latest)."""
+        """The card of a version (default: the promoted one, else the latest)."""
         data = json.loads((self.path(name, version) / CARD).read_text(encoding="utf-8"))
         return ModelCard(**data)
 
     def load(self, name: str, version: int | None = None) -> TextClassifier:
-        """Load a registered classifier (no network)."""
+        """Load a registered classifier: ``version``, else the promoted one, else the latest (no network)."""
         return TextClassifier.load(self.path(name, version) / "model")
 
     def list(self) -> builtins.list[ModelCard]:
-        """The latest card of every model."""
+        """The card of the version every model name resolves to (promoted, else latest; latest when the
+        promotion is broken, so one bad alias file never hides the others)."""
         if not self.root.is_dir():
             return []
         cards = []
         for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and _NAME.match(p.name)):
-            if self._versions(folder.name):
-                cards.append(self.card(folder.name))
+            if versions := self._versions(folder.name):
+                try:
+                    cards.append(self.card(folder.name))
+                except RagtuneError:
+                    cards.append(self.card(folder.name, versions[-1]))
         return cards
 
     def delete(self, name: str, version: int | None = None) -> builtins.list[int]:
-        """Delete one version, or every version when ``version`` is None; returns the versions deleted."""
+        """Delete one version, or every version when ``version`` is None; returns the versions deleted.
+
+        Deleting the promoted version also drops the promotion (after the files are gone: a crash in between
+        leaves an error naming the missing version, never a silent switch to another one)."""
         versions = self._versions(name)
         if not versions:
             raise ModelNotFoundError(f"no model named {name!r}")
@@ -115,6 +191,13 @@ class Registry:
             shutil.rmtree(self.path(name, v))
         if version is None:
             shutil.rmtree(self.root / name, ignore_errors=True)
+        else:
+            try:
+                promoted = self.promoted(name)
+            except RagtuneError:
+                promoted = None
+            if promoted == version:
+                self._aliases_path(name).unlink(missing_ok=True)
         return doomed
 
 

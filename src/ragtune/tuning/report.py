@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.reporting import write_markdown_and_html
-from ragtune.tuning.audit import AuditReport
+from ragtune.tuning.audit import AuditReport, excerpt, md_text
 
 
 def _plot_confusion(metrics: dict[str, Any], path: Path) -> None:
@@ -59,8 +59,38 @@ def _plot_reliability(metrics: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell: one line of at most 120 characters, shown literally."""
+    return md_text(excerpt(text, 120))
+
+
+def confusions_markdown(metrics: dict[str, Any]) -> list[str]:
+    """The top confusions as a Markdown section: true and predicted label, count and example texts."""
+    rows = metrics.get("top_confusions") or []
+    lines = ["## Top confusions", ""]
+    if not rows:
+        return lines + ["No test example was misclassified.", ""]
+    lines += ["The most frequent errors on the test set, with examples of the texts behind them.", "",
+              "| true label | predicted | count | example texts |", "|---|---|---|---|"]
+    for c in rows:
+        texts = " · ".join(f"“{_cell(t)}”" for t in c["examples"])
+        lines.append(f"| {_cell(c['true'])} | {_cell(c['predicted'])} | {c['count']} | {texts} |")
+    return lines + [""]
+
+
+def calibration_line(card: dict[str, Any]) -> str | None:
+    """Where the temperature was fitted, e.g. ``fitted on 127 held-out training examples`` (None: not fitted)."""
+    cal = card.get("notes", {}).get("calibration", {})
+    n = int(cal.get("examples", 0))
+    if not n:
+        return None
+    if n == card.get("notes", {}).get("train_examples"):
+        return f"fitted on out-of-fold predictions for all {n} training examples"
+    return f"fitted on {n} held-out training examples"
+
+
 def write_report(folder: Path, title: str, card: dict[str, Any], metrics: dict[str, Any],
-                 audit: AuditReport, train_texts: list[str]) -> tuple[Path, Path]:
+                 audit: AuditReport) -> tuple[Path, Path]:
     """Write report.md, report.html, confusion.png and reliability.png into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     _plot_confusion(metrics, folder / "confusion.png")
@@ -68,7 +98,7 @@ def write_report(folder: Path, title: str, card: dict[str, Any], metrics: dict[s
     cal = card.get("notes", {}).get("calibration", {})
     lines = [
         f"# {title}", "",
-        f"Method **{card['method']}**, version {card['version']}, trained on `{card['data_source']}` "
+        f"Method **{card['method']}**, version {card['version']}, trained on {md_text(card['data_source'])} "
         f"(sha256 {card['data_sha256'][:12]}), {metrics['examples']} test examples.", "",
         "| metric | value |", "|---|---|",
         f"| accuracy | {metrics['accuracy']:.4f} |",
@@ -78,14 +108,14 @@ def write_report(folder: Path, title: str, card: dict[str, Any], metrics: dict[s
         f"| abstain rate at threshold | {metrics['abstain_rate']:.3f} |",
         f"| accuracy of accepted predictions | {metrics['accuracy_when_accepted']:.4f} |",
     ]
-    if cal.get("examples"):
-        lines.append(f"| temperature (fitted on {cal['examples']} held-out training examples) | "
-                     f"{cal.get('temperature', 1.0):.3f} |")
+    fitted = calibration_line(card)
+    if fitted:
+        lines.append(f"| temperature ({fitted}) | {cal.get('temperature', 1.0):.3f} |")
         lines.append(f"| ECE on that split before → after calibration | {cal.get('ece_before', 0):.4f} → "
                      f"{cal.get('ece_after', 0):.4f} |")
     lines += ["", "## Per class", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     for c, m in metrics["per_class"].items():
-        lines.append(f"| {c} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
-    lines += ["", "## Confusion matrix", "", "![confusion matrix](confusion.png)", "",
-              "## Calibration", "", "![reliability diagram](reliability.png)", "", audit.to_markdown(train_texts)]
+        lines.append(f"| {md_text(c)} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
+    lines += ["", *confusions_markdown(metrics), "## Confusion matrix", "", "![confusion matrix](confusion.png)", "",
+              "## Calibration", "", "![reliability diagram](reliability.png)", "", audit.to_markdown()]
     return write_markdown_and_html(folder, title, "\n".join(lines), ("confusion.png", "reliability.png"))

@@ -1,4 +1,5 @@
-"""Training end to end: load, audit, split, choose a method, fit, evaluate, register, report."""
+"""Training end to end: load, audit the whole file, split by duplicate group, choose a method, fit, evaluate,
+register, report."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from ragtune.errors import ConfigError, DataError
 from ragtune.models.embedder import Embedder, make_embedder
@@ -21,6 +21,7 @@ from ragtune.tuning.audit import AuditReport, audit_labels
 from ragtune.tuning.base import Progress, TextClassifier, build_classifier, classifier_class
 from ragtune.tuning.data import LabelledData, LoadProgress, load_labelled
 from ragtune.tuning.evaluate import ClassificationEvaluator
+from ragtune.tuning.groups import duplicate_groups, group_split
 from ragtune.tuning.registry import ModelCard, Registry, check_name, new_card
 from ragtune.tuning.report import write_report
 
@@ -71,23 +72,26 @@ def check_splittable(data: LabelledData) -> None:
                         "examples, remove those classes, or pass --test FILE")
 
 
-def split_data(data: LabelledData, test_size: float, seed: int) -> tuple[LabelledData, LabelledData]:
-    """Stratified train/test split (plain split when some class has a single example; ``train_classifier``
-    refuses such data first with :func:`check_splittable`)."""
-    counts = Counter(data.labels)
-    stratify = data.labels if min(counts.values()) >= 2 else None
-    idx = np.arange(len(data))
-    n_test = max(int(round(len(data) * test_size)), len(counts) if stratify else 1)
-    if n_test >= len(data):
-        raise DataError(f"{data.source}: {len(data)} examples are too few to hold out a test set; add more "
-                        "or pass --test FILE")
-    tr, te = train_test_split(idx, test_size=n_test, stratify=stratify, random_state=seed)
+def split_data(data: LabelledData, test_size: float, seed: int, groups: list[int] | None = None
+               ) -> tuple[LabelledData, LabelledData]:
+    """Train/test split stratified by label that keeps each duplicate group on one side (``groups``: from
+    :func:`ragtune.tuning.groups.duplicate_groups`; default: exact duplicates only), so copies of a text never
+    make the test score optimistic. Test labels are always seen in training. ``train_classifier`` refuses
+    classes with a single example first (:func:`check_splittable`)."""
+    groups = duplicate_groups(data.texts) if groups is None else groups
+    try:
+        tr, te = group_split(data.labels, groups, test_size, seed)
+    except DataError as exc:
+        raise DataError(f"{data.source}: {exc}; add examples or pass --test FILE") from exc
+    return data.subset(tr.tolist(), "train"), data.subset(te.tolist(), "test")
 
-    def subset(ix: np.ndarray, part: str) -> LabelledData:
-        return LabelledData([data.texts[i] for i in ix], [data.labels[i] for i in ix],
-                            f"{data.source}#{part}", data.sha256, data.encoding)
 
-    return subset(tr, "train"), subset(te, "test")
+def _check_test_labels(train: LabelledData, test: LabelledData) -> None:
+    unknown = sorted(set(test.labels) - set(train.labels))
+    if unknown:
+        n = sum(label in unknown for label in test.labels)
+        raise DataError(f"the test data has {n} example(s) with label(s) never seen in training: "
+                        f"{', '.join(unknown[:10])}; remove them or add training examples")
 
 
 def _settings(method: str) -> list[str]:
@@ -177,8 +181,10 @@ def train_classifier(
     """Train, evaluate and register a classifier; blocking audit findings raise :class:`DataError`.
 
     The model name, the method and its settings are checked before any data is read; the data (each class
-    with 2 or more examples when the test set is held out of it) before the audit. ``progress`` also hears
-    of loading (``load <file>``: megabytes read, ``rows``) and of the audit.
+    with 2 or more examples when the test set is held out of it) before the audit. The audit covers the whole
+    ``data_path`` file (and its overlap with ``test_path``), with the file's line numbers; a held-out test set
+    is split by duplicate group (exact and near duplicates, :func:`split_data`). ``progress`` also hears of
+    loading (``load <file>``: megabytes read, ``rows``) and of the audit.
 
     ``label_names`` adds one training example per class whose text is the label's name (after the audit and the
     test split, so it never reaches the test data)."""
@@ -190,20 +196,23 @@ def train_classifier(
         if path is not None and not Path(path).is_file():
             raise DataError(f"{path}: no such file")
     data = load_labelled(data_path, text_col, label_col, progress=load_progress(progress, data_path))
+    test_file: LabelledData | None = None
     if test_path is not None:
-        train = data
-        test = load_labelled(test_path, text_col, label_col, progress=load_progress(progress, test_path))
-        if len(set(train.labels)) < 2:
-            raise DataError(f"cannot train: only one class ({train.labels[0]}) in {train.source}: a classifier "
+        test_file = load_labelled(test_path, text_col, label_col, progress=load_progress(progress, test_path))
+        if len(set(data.labels)) < 2:
+            raise DataError(f"cannot train: only one class ({data.labels[0]}) in {data.source}: a classifier "
                             "needs two or more")
+        _check_test_labels(data, test_file)
     else:
         check_splittable(data)
-        train, test = split_data(data, test_size, seed)
-    unknown = sorted(set(test.labels) - set(train.labels))
-    if unknown:
-        n = sum(label in unknown for label in test.labels)
-        raise DataError(f"the test data has {n} example(s) with label(s) never seen in training: "
-                        f"{', '.join(unknown[:10])}; remove them or add training examples")
+    embedder = embedder if embedder is not None else make_embedder("minilm")
+    if progress:
+        progress("audit", 0, 1, {})
+    x = embedder.embed(data.texts)  # once: the audit's near duplicates and the split's groups
+    if test_file is not None:
+        train, test = data, test_file
+    else:
+        train, test = split_data(data, test_size, seed, duplicate_groups(data.texts, x))
     reason = "chosen by you"
     if clf is None:
         method, reason = choose_method(train.labels)
@@ -212,14 +221,11 @@ def train_classifier(
         except ConfigError as exc:
             raise ConfigError(f"--method auto chose {method} ({reason.split(':')[0]}): {exc}; pass --method "
                               "to choose the method these settings are for") from exc
-    embedder = embedder if embedder is not None else make_embedder("minilm")
-    if progress:
-        progress("audit", 0, 1, {})
-    audit = audit_labels(train, embedder, test if test_path is not None else None)
+    audit = audit_labels(data, embedder, test_file, embeddings=x)
     if progress:
         progress("audit", 1, 1, {})
     if on_audit:
-        on_audit(audit, train)
+        on_audit(audit, data)
     if audit.blocking:
         raise DataError("cannot train: " + "; ".join(audit.blocking))
     if on_method:
@@ -231,11 +237,13 @@ def train_classifier(
     card.metrics = {k: metrics[k] for k in ("accuracy", "macro_f1", "ece", "abstain_rate", "threshold",
                                              "examples", "primary_metric")}
     card.notes = {"reason": reason, "calibration": clf.calibration_, "train_examples": len(fit_data),
-                  "label_names": label_names,
-                  "test_source": test.source}
+                  "label_names": label_names, "test_source": test.source,
+                  "split": f"the test file {test.source}" if test_file is not None else
+                  f"held out {len(test)} of {len(data)} examples by duplicate group (copies of a text, exact or "
+                  "near, stay on one side)"}
     card = registry.register(name, clf, card)
     folder = registry.path(name, card.version)
     (folder / "audit.json").write_text(json.dumps(asdict(audit), indent=2, default=str), encoding="utf-8")
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    md, html = write_report(folder, f"Model {name} v{card.version}", asdict(card), metrics, audit, train.texts)
+    md, html = write_report(folder, f"Model {name} v{card.version}", asdict(card), metrics, audit)
     return TrainResult(card, metrics, audit, method, reason, md, html)
