@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +16,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ragtune.advisor.cli import advise_guide
+from ragtune.audit.cli import audit_app
+from ragtune.audit.trail import audit_trail
 from ragtune.cli_common import (
     GroupsOpt,
     JsonOpt,
@@ -25,8 +28,12 @@ from ragtune.cli_common import (
     _print_report,
     _progress,
     _RichSyncProgress,
+    _warn_near_misses,
+    cited_place,
     err,
     out,
+    process_age_ms,
+    token_stream,
 )
 from ragtune.config import GeneratorSettings, init_project, load_settings
 from ragtune.core import Answer, Hit, Principal
@@ -34,6 +41,7 @@ from ragtune.errors import ConfigError, RagtuneError
 from ragtune.index_cli import check, roots_app, sources
 from ragtune.ingest.acl import parse_acl_option
 from ragtune.project import Project
+from ragtune.service.keys_cli import keys_app
 from ragtune.tuning.cli import classify, models_app, train
 from ragtune.verify.cli import verify_app
 
@@ -94,6 +102,9 @@ def ingest(
     skipped (ingest.follow_external_links). Unsupported formats are skipped; corrupt, empty, oversized or
     unreadable files and bad ACLs are reported by name and the command exits with status 3 (a document
     whose ACL cannot be parsed is made readable by nobody). One ingest or sync runs per project at a time.
+
+    On a terminal, a bar on stderr shows chunks embedded out of the chunks to embed (chunks/s, ETA) and files
+    handled out of files found: files are read and chunked first, so the total is known before embedding.
     """
     proj = Project.open(project)
     default_acl = parse_acl_option(acl) if acl else None
@@ -108,7 +119,8 @@ def sync(project: ProjectOpt = None) -> None:
     """Re-sync every folder ingested before (changes, deletions and ACL changes take effect now).
 
     A folder that has vanished is reported and its documents removed (ingest.keep_missing_roots keeps them);
-    the other folders are synced all the same. Exit status 3 when any file or folder failed.
+    the other folders are synced all the same. Exit status 3 when any file or folder failed. Progress: as for
+    `ingest`, per folder.
     """
     proj = Project.open(project)
     with _progress() as bar:
@@ -146,12 +158,28 @@ def _answer_dict(a: Answer, principal: Principal) -> dict[str, Any]:
     }
 
 
-def _latency_table(lat: dict[str, float]) -> Table:
-    t = Table(title="latency (ms)", show_header=True)
-    for k in lat:
-        t.add_column(k, justify="right")
-    t.add_row(*(f"{v:.1f}" for v in lat.values()))
+def _latency_table(lat: dict[str, float], width: int | None = None) -> Table:
+    """Stage latencies as rows of names over values, as many stages to a row as fit ``width`` (the console's)."""
+    cells = [(k, f"{v:.1f}") for k, v in lat.items()]
+    cell = max((max(len(k), len(v)) for k, v in cells), default=1)
+    fit = max(1, ((width or out.width) - 1) // (cell + 3))  # 3: a column's padding and rule
+    rows = -(-len(cells) // fit)
+    per_row = -(-len(cells) // rows) if cells else 1  # as even as the rows allow: 11 stages are 4 + 4 + 3
+    t = Table(title="latency (ms)", show_header=False)
+    for _ in range(min(per_row, len(cells))):
+        t.add_column(justify="right", min_width=cell)
+    for i in range(0, len(cells), per_row):
+        row = cells[i:i + per_row]
+        t.add_row(*(Text(k, style="bold") for k, _ in row), end_section=False)
+        t.add_row(*(v for _, v in row), end_section=i + per_row < len(cells))
     return t
+
+
+def _with_process_times(lat: dict[str, float], startup_ms: float | None) -> dict[str, float]:
+    """Add ``startup`` (process start to command start) first and ``wall`` (process start to now) last."""
+    wall_ms = process_age_ms()
+    return {**({"startup": startup_ms} if startup_ms is not None else {}), **lat,
+            **({"wall": wall_ms} if wall_ms is not None else {})}
 
 
 @app.command()
@@ -170,9 +198,16 @@ def ask(
     """Answer from the chunks USER may read, with numbered citations and a latency breakdown.
 
     Abstains ("no accessible source supports an answer") when nothing readable is relevant enough. With a
-    generator, the answer streams as it is written; then its citations are checked: a citation that names no
-    source, or a source USER may not read, is removed and the answer is flagged.
+    generator, the answer streams on the terminal as it is written, then is replaced by the checked answer:
+    a citation that names no source, or a source USER may not read, is removed and the answer is flagged.
+    Piped output gets only the checked answer.
+
+    Latency (ms): `startup` (process start to this command), `open_index`, `model_load` (embedder and
+    generator), each retrieval stage, `answer`, `total` (retrieval + answer) and `wall` (process start to
+    the answer: what you waited). A user or group that matches no ACL in the index but does in another letter
+    case is warned about on stderr; names are case-sensitive.
     """
+    startup_ms = process_age_ms()
     principal = _principal(user, groups)
     settings = load_settings(project)
     if generator is not None:
@@ -181,16 +216,14 @@ def ask(
                 **{**settings.generator.model_dump(), "kind": generator})})
         except ValidationError as exc:
             raise ConfigError(f"--generator {generator!r}: choose extractive, llamacpp or openai") from exc
+    proj = Project(settings)
     streaming = not json_out and settings.generator.kind != "extractive"
-    if streaming:
-        err.print("[dim]generating…[/dim]")
-
-    def show(token: str) -> None:
-        err.print(token, end="", style="dim", highlight=False, markup=False)
-
-    answer = Project(settings).ask(question, principal, on_token=show if streaming else None)
-    if streaming:
-        err.print()
+    with audit_trail(proj, route="cli:ask", principal=principal, question=question) as trail, \
+            token_stream(streaming, [out, err]) as on_token:
+        answer = proj.ask(question, principal, on_token=on_token)
+        trail.answered(answer)
+    answer = replace(answer, latency_ms=_with_process_times(answer.latency_ms, startup_ms))
+    _warn_near_misses(principal, proj.store.acl_tokens())  # after the timings: the index is open by now
     if json_out:
         out.print_json(json.dumps(_answer_dict(answer, principal)))
         return
@@ -201,11 +234,31 @@ def ask(
     if answer.citations:
         out.print("Sources:")
         for c in answer.citations:
-            where = c.chunk.section or c.chunk.title
-            page = f", page {c.chunk.page}" if c.chunk.page else ""
-            out.print(f"  [{c.number}] {c.chunk.source_path} — {where}{page}", markup=False, highlight=False)
+            out.print(f"  [{c.number}] {c.chunk.source_path} — {cited_place(c.chunk)}", markup=False,
+                      highlight=False)
             out.print(f"      “{c.snippet[:200]}”", markup=False, highlight=False)
     out.print(_latency_table(answer.latency_ms))
+
+
+def _hits_table(hits: list[Hit], width: int) -> Table:
+    """One hit per two lines: its scores, then file name and section over the start of its text, both cut to
+    ``width`` with an ellipsis rather than wrapped."""
+    header = ("#", "fused", "bm25", "dense")
+    rows = [(str(i), f"{h.score:.4f}", "-" if h.lexical_score is None else f"{h.lexical_score:.2f}",
+             "-" if h.dense_score is None else f"{h.dense_score:.3f}") for i, h in enumerate(hits, start=1)]
+    fixed = sum(max(len(name), *(len(r[j]) for r in rows)) for j, name in enumerate(header)) if rows else 20
+    t = Table(show_header=True)
+    for name in header:
+        t.add_column(name, justify="right", no_wrap=True)
+    # 16: the borders and padding of five columns; the rest is the text column's.
+    t.add_column("source — section / text", no_wrap=True, overflow="ellipsis", max_width=max(20, width - fixed - 16))
+    for row, h in zip(rows, hits, strict=True):
+        where = Text(Path(h.chunk.source_path).name, style="bold")
+        if h.chunk.section:
+            where.append(f" — {h.chunk.section}", style="")
+        where.append("\n" + " ".join(h.chunk.text.split())[:400], style="dim")
+        t.add_row(*row, where)
+    return t
 
 
 @app.command()
@@ -217,26 +270,23 @@ def search(
     json_out: JsonOpt = False,
     project: ProjectOpt = None,
 ) -> None:
-    """Rank the chunks USER may read for QUERY, with their lexical (BM25), dense (cosine) and fused scores."""
+    """Rank the chunks USER may read for QUERY, with their fused, lexical (BM25) and dense (cosine) scores.
+
+    Each hit is two lines: file name and section, then the start of the chunk's text, cut to the terminal's
+    width (`--json` has every field in full).
+    """
     principal = _principal(user, groups)
-    result = Project.open(project).search(query, principal, top_k)
+    proj = Project.open(project)
+    _warn_near_misses(principal, proj.store.acl_tokens())
+    result = proj.search(query, principal, top_k)
     if json_out:
         out.print_json(json.dumps({"query": query, "hits": [_hit_dict(h) for h in result.hits],
                                    "latency_ms": result.latency_ms}))
         return
-    t = Table(show_header=True)
-    for col in ("#", "fused", "bm25", "dense", "source", "section", "text"):
-        t.add_column(col)
-    if not result.hits:
+    if result.hits:
+        out.print(_hits_table(result.hits, out.width))
+    else:
         err.print(f"no chunk readable by {escape(principal.user)} matches; nothing to show")
-    for i, h in enumerate(result.hits, start=1):
-        t.add_row(
-            str(i), f"{h.score:.4f}",
-            "-" if h.lexical_score is None else f"{h.lexical_score:.2f}",
-            "-" if h.dense_score is None else f"{h.dense_score:.3f}",
-            Text(Path(h.chunk.source_path).name), Text(h.chunk.section), Text(h.chunk.text[:80].replace("\n", " ")),
-        )
-    out.print(t)
     out.print(_latency_table(result.latency_ms))
 
 
@@ -265,9 +315,15 @@ def run_pipeline(
     from ragtune.pipelines.spec import load_pipeline
 
     spec = load_pipeline(pipeline)
-    runner = PipelineRunner(spec, Project.open(project))
-    runner.warm_up()  # model loading is start-up, not step latency
-    result = runner.run(text, _principal(user, groups))
+    proj = Project.open(project)
+    principal = _principal(user, groups)
+    if proj.settings.index_dir.is_dir():  # a classify-only pipeline may run where nothing was ingested
+        _warn_near_misses(principal, proj.store.acl_tokens())
+    with audit_trail(proj, route="cli:run", principal=principal, question=text) as trail:
+        runner = PipelineRunner(spec, proj)
+        runner.warm_up()  # model loading is start-up, not step latency
+        result = runner.run(text, principal)
+        trail.ran(result)
     if json_out:
         out.print_json(json.dumps(result.to_dict()))
         return
@@ -279,7 +335,8 @@ def run_pipeline(
         out.print()
         out.print(result.answer.text, style="bold", markup=False, highlight=False)
         for c in result.answer.citations:
-            out.print(f"  [{c.number}] {c.chunk.source_path} — {c.chunk.section or c.chunk.title}", markup=False)
+            out.print(f"  [{c.number}] {c.chunk.source_path} — {cited_place(c.chunk)}", markup=False,
+                      highlight=False)
         for flag in result.answer.flags:
             err.print(f"[yellow]warning:[/yellow] {escape(flag)}")
     if result.groundedness is not None:
@@ -294,6 +351,8 @@ app.add_typer(roots_app, name="roots")
 app.command()(check)
 app.command("advise")(advise_guide)
 app.add_typer(verify_app, name="verify")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 
 
 def main() -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -13,12 +17,12 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
 )
+from rich.text import Text
 
-from ragtune.core import Principal
+from ragtune.core import Chunk, Principal
 from ragtune.ingest.sync import SyncReport
 
 out = Console(soft_wrap=True)  # long paths and answers stay on one line when piped or captured
@@ -28,8 +32,11 @@ ProjectOpt = Annotated[
     Path | None,
     typer.Option("--project", "-p", help="Project folder (default: found from the current folder upwards)."),
 ]
-UserOpt = Annotated[str, typer.Option("--user", "-u", help="User to run the query as (required: no user, no access).")]
-GroupsOpt = Annotated[str, typer.Option("--groups", "-g", help="Comma-separated groups of the user, e.g. legal,staff.")]
+UserOpt = Annotated[str, typer.Option("--user", "-u", help="User to run the query as (required: no user, no access). "
+                                      "Case-sensitive, like group names.")]
+GroupsOpt = Annotated[str, typer.Option("--groups", "-g", help="Comma-separated groups of the user, e.g. legal,staff "
+                                        "(case-sensitive: a name that matches an ACL only in another case is warned "
+                                        "about and grants nothing).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -38,38 +45,132 @@ def _principal(user: str, groups: str) -> Principal:
 
 
 class _RichSyncProgress:
-    """Progress bar over files, with chunks embedded and their throughput."""
+    """The sync progress bar: chunks embedded out of the chunks to embed, with chunks/s and ETA, as the main
+    bar; files handled out of files found as a second figure. Implements ``ingest.sync.ChunkTotalProgress``.
+
+    The rate is chunks embedded over the time since the first batch started, so it shows after one batch.
+    """
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self.task = progress.add_task("ingest", total=None, chunks=0, rate="")
-        self.chunks = 0
+        self.task = progress.add_task("reading", total=None, files="", file="", rate="- chunks/s", eta="-:--:--")
+        self.files_total = self.files = self.embedded = 0
+        self.total: int | None = None
+        self.embed_started: float | None = None
+
+    def _files(self) -> str:
+        return f"{self.files}/{self.files_total} files"
 
     def start(self, total_files: int) -> None:
-        self.progress.update(self.task, total=total_files)
+        self.files_total, self.files, self.embedded, self.total, self.embed_started = total_files, 0, 0, None, None
+        self.progress.reset(self.task, total=None, completed=0, description="reading", files=self._files(),
+                            file="", rate="- chunks/s", eta="-:--:--")
 
     def file_done(self, path: Path, status: str) -> None:
-        self.progress.update(self.task, advance=1, description=f"{status:9s} {escape(path.name[:30]):30s}")
+        self.files += 1
+        if status in ("new", "updated") and self.embed_started is None:
+            self.embed_started = time.perf_counter()  # its batch is embedded next
+            self.progress.update(self.task, description="embedding")
+        self.progress.update(self.task, files=self._files(), file=f"{status} {escape(path.name[:40])}")
+
+    def chunks_total(self, n: int) -> None:
+        self.total = n
+        self.progress.update(self.task, total=n)
 
     def chunks_embedded(self, n: int) -> None:
-        self.chunks += n
-        elapsed = self.progress.tasks[self.task].elapsed or 1e-9
-        self.progress.update(self.task, chunks=self.chunks, rate=f"{self.chunks / elapsed:.0f} chunks/s")
+        self.embedded += n
+        started = self.embed_started if self.embed_started is not None else time.perf_counter()
+        rate = self.embedded / max(time.perf_counter() - started, 1e-6)
+        left = max((self.total or self.embedded) - self.embedded, 0) / rate
+        eta = f"{int(left // 3600)}:{int(left % 3600 // 60):02d}:{int(left % 60):02d}"
+        self.progress.update(self.task, advance=n, description="embedding", rate=f"{rate:.0f} chunks/s", eta=eta)
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("files · {task.fields[chunks]} chunks {task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=err,
-        transient=False,
-        disable=not err.is_terminal and not sys.stderr.isatty(),
-    )
+def _progress(console: Console | None = None) -> Progress:
+    """The sync progress display on ``console`` (stderr by default), drawn only on a terminal; it fits 80
+    columns and names the current file from 120."""
+    console = console or err
+    columns: list[str | ProgressColumn] = [
+        TextColumn("{task.description}"), BarColumn(bar_width=None), MofNCompleteColumn(),
+        TextColumn("chunks {task.fields[rate]} ETA {task.fields[eta]} · {task.fields[files]}"),
+    ]
+    if console.width >= 120:
+        columns.append(TextColumn("· {task.fields[file]}"))
+    terminal = console.is_terminal or (console is err and sys.stderr.isatty())
+    return Progress(*columns, console=console, transient=False, expand=True, disable=not terminal)
+
+
+def process_age_ms() -> float | None:
+    """Milliseconds since this process started, or None where that cannot be read.
+
+    Linux: the start time in ``/proc/self/stat`` (clock ticks since boot, 10 ms resolution) against
+    ``CLOCK_BOOTTIME``, the clock it is counted on; elsewhere psutil's create time, if psutil is installed.
+    """
+    try:
+        with open("/proc/self/stat", "rb") as fh:
+            stat = fh.read()
+        start_ticks = int(stat[stat.rindex(b")") + 2:].split()[19])  # field 22, after "pid (comm)"
+        return (time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")) * 1000
+    except (OSError, ValueError, IndexError, AttributeError):
+        pass
+    try:
+        import psutil  # type: ignore[import-untyped, unused-ignore]
+
+        return float((time.time() - psutil.Process().create_time()) * 1000)
+    except Exception:  # noqa: BLE001 - no psutil, or no start time: the latency table omits the row
+        return None
+
+
+@contextmanager
+def token_stream(enabled: bool, consoles: Sequence[Console]) -> Iterator[Callable[[str], None] | None]:
+    """A callback that shows a generated answer as it streams, or None.
+
+    The tokens go to a transient region of the first of ``consoles`` that is a terminal, erased when the
+    block ends, so the checked answer printed afterwards is on screen once (with its citations renumbered
+    and invalid ones removed). No console is a terminal (output piped or captured): nothing is streamed.
+    """
+    console = next((c for c in consoles if c.is_terminal), None)
+    if not enabled or console is None:
+        yield None
+        return
+    from rich.live import Live
+
+    pieces: list[str] = []
+    with Live(Text("generating…", style="dim"), console=console, transient=True, refresh_per_second=10,
+              vertical_overflow="ellipsis", redirect_stdout=False, redirect_stderr=False) as live:
+
+        def on_token(token: str) -> None:
+            pieces.append(token)
+            live.update(Text("".join(pieces), style="dim"))
+
+        yield on_token
+
+
+def case_near_misses(principal: Principal, index_tokens: Iterable[str]) -> list[str]:
+    """Warnings for the principal's user and groups that match no ACL token in the index exactly while a
+    token in another letter case does (``--groups Staff`` where documents grant ``staff``).
+
+    Matching stays exact (ACL names are identifiers; a near miss grants nothing): this only says why the
+    results are empty. It names the near match, so it tells whoever runs the CLI that such a name exists in
+    the index; it is for the command line only, never for an API (docs/architecture.md, Security).
+    """
+    have = set(index_tokens)
+    by_lower: dict[str, list[str]] = {}
+    for token in have:
+        by_lower.setdefault(token.lower(), []).append(token)
+    warnings = []
+    for kind, name in [("user", principal.user), *(("group", g) for g in sorted(principal.groups))]:
+        token = f"{kind}:{name}"
+        near = sorted(t.split(":", 1)[1] for t in by_lower.get(token.lower(), []) if t != token)
+        if token not in have and near:
+            warnings.append(f"{kind} {name!r} matches no ACL in this index; did you mean "
+                            f"{' or '.join(repr(n) for n in near)}? Names are case-sensitive.")
+    return warnings
+
+
+def _warn_near_misses(principal: Principal, index_tokens: Iterable[str]) -> None:
+    for warning in case_near_misses(principal, index_tokens):
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
 
 
 EXIT_FILES_FAILED = 3  # ingest/sync/check: the command ran, but some files (or roots) failed; see the report
@@ -108,3 +209,12 @@ def _exit_if_failed(reports: list[SyncReport]) -> None:
         raise typer.Exit(EXIT_FILES_FAILED)
 
 
+
+
+def cited_place(chunk: Chunk) -> str:
+    """Where a citation points, for a sources line: the section (or title), and the page unless the section
+    already names it (a PDF's sections are its pages: ``Page 1``, not ``Page 1, page 1``)."""
+    where = chunk.section or chunk.title
+    if chunk.page and where.lower() != f"page {chunk.page}":
+        where += f", page {chunk.page}"
+    return where

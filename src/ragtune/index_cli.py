@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,11 +23,14 @@ from ragtune.cli_common import (
     _principal,
     _progress,
     _RichSyncProgress,
+    _warn_near_misses,
     err,
     out,
 )
 from ragtune.errors import RagtuneError
+from ragtune.ingest.roots import source_prefix_matches
 from ragtune.project import Project
+from ragtune.store.base import DocRecord
 
 
 def sources(
@@ -41,7 +46,9 @@ def sources(
     """List ingested documents with chunk counts, ACLs, modification time and last sync.
 
     Without --user this is the admin view: every document, whoever may read it. With --user (and --groups)
-    only the documents that principal may read are listed.
+    only the documents that principal may read are listed. One table per ingested folder, its paths shown
+    relative to the folder named above it; terminals narrower than 100 columns leave out the `synced`
+    column (`--json` has every field, with absolute paths).
     """
     proj = Project.open(project)
     if remove is not None:
@@ -51,6 +58,8 @@ def sources(
         out.print(f"removed {len(gone)} document(s) from the index", markup=False)
         return
     principal = _principal(user, groups) if user is not None else None
+    if principal is not None:
+        _warn_near_misses(principal, proj.store.acl_tokens())
     docs = proj.sources(principal)
     if json_out:
         out.print_json(json.dumps([asdict(d) for d in docs]))
@@ -62,18 +71,39 @@ def sources(
         out.print("no documents ingested yet: run `ragtune ingest PATH`" if principal is None
                   else f"no document readable by {escape(principal.user)}")
         return
-    t = Table(show_header=True)
-    t.add_column("source", overflow="fold")
-    for col in ("chunks", "acl", "modified", "synced"):
-        t.add_column(col)
+    for table in _sources_tables(docs, list(proj.roots()), out.width):
+        out.print(table)
+
+
+def _sources_tables(docs: list[DocRecord], roots: Iterable[Path], width: int) -> list[Table]:
+    """One table per ingested root (documents under none: one more), titled with the folder that holds its
+    documents, whose paths are shown relative to it; one line per document where the width allows."""
+    groups: dict[str, list[DocRecord]] = {}
+    for d in docs:
+        root = next((r for r in roots if source_prefix_matches(d.source_path, r)), None)
+        groups.setdefault(str(root or ""), []).append(d)
+    synced = width >= 100
 
     def when(ts: float) -> str:
         return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
 
-    for d in docs:
-        acl = Text(", ".join(d.acl)) if d.acl else Text("(none: nobody)", style="red")
-        t.add_row(Text(d.source_path), str(d.chunks), acl, when(d.mtime), when(d.synced_at))
-    out.print(t)
+    tables = []
+    for _, members in sorted(groups.items()):
+        base = os.path.commonpath([os.path.dirname(d.source_path) for d in members])
+        base = "" if base in ("", os.sep) else base
+        t = Table(show_header=True, title=Text(f"in {base}") if base else None, title_justify="left")
+        t.add_column("source", overflow="fold", ratio=1)
+        t.add_column("chunks", justify="right", no_wrap=True)
+        t.add_column("acl", overflow="fold")
+        t.add_column("modified", no_wrap=True)
+        if synced:
+            t.add_column("synced", no_wrap=True)
+        for d in members:
+            acl = Text(", ".join(d.acl)) if d.acl else Text("(none: nobody)", style="red")
+            shown = os.path.relpath(d.source_path, base) if base else d.source_path
+            t.add_row(Text(shown), str(d.chunks), acl, when(d.mtime), *([when(d.synced_at)] if synced else []))
+        tables.append(t)
+    return tables
 
 
 roots_app = typer.Typer(help="The folders (and files) ingested into the project, which `ragtune sync` re-syncs.",

@@ -31,16 +31,35 @@ from ragtune.store.state import SyncState
 
 
 class SyncProgress(Protocol):
-    """Receives progress as a sync runs (the CLI draws it as a progress bar)."""
+    """Receives progress as a sync runs (the CLI draws it as a progress bar).
+
+    An implementation may also define ``chunks_total(n: int)`` (see :class:`ChunkTotalProgress`); the syncer
+    calls it only when it is there, so the three methods below are all a progress receiver needs.
+    """
 
     def start(self, total_files: int) -> None:
         """Called once with the number of files found."""
 
     def file_done(self, path: Path, status: str) -> None:
-        """Called after each file with its status (new, updated, unchanged, reacl, failed)."""
+        """Called once per file with its status (new, updated, unchanged, reacl, failed). Unchanged, reacl
+        and failed files report as they are read; new and updated ones just before their batch is embedded
+        and written (an exception raised here stops the sync before that batch)."""
 
     def chunks_embedded(self, n: int) -> None:
-        """Called after each embedding batch with the number of chunks embedded."""
+        """Called after each embedding batch is written, with the number of chunks in it."""
+
+
+class ChunkTotalProgress(SyncProgress, Protocol):
+    """A progress receiver that is also told how many chunks this sync will embed.
+
+    ``chunks_total(n)`` is called with the running total while files are read and chunked, and once more
+    before the first batch is embedded; from then on ``n`` is exact: the ``chunks_embedded`` calls add up to
+    it (a sync with more than ``Syncer.plan_chunks`` new chunks embeds them in rounds, and the total grows
+    again at each round).
+    """
+
+    def chunks_total(self, n: int) -> None:
+        """Called with the number of chunks to embed in this sync, as far as it is known."""
 
 
 @dataclass
@@ -83,7 +102,9 @@ def iter_source_files(root: Path, exclude: tuple[Path, ...] = ()) -> list[Path]:
 
 @dataclass
 class _Pending:
-    doc: Document
+    doc_id: str
+    path: Path  # as reported to the progress receiver
+    status: str  # new or updated
     chunks: list[Chunk]
 
 
@@ -99,6 +120,7 @@ class Syncer:
         max_file_mb: float = 20.0,
         batch_chunks: int = 256,
         follow_external_links: bool = False,
+        plan_chunks: int = 50_000,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -107,6 +129,8 @@ class Syncer:
         self.max_bytes = int(max_file_mb * 1e6)
         self.batch_chunks = batch_chunks
         self.follow_external_links = follow_external_links
+        # New chunks held before embedding, so the progress total is known (memory: a few KiB per chunk).
+        self.plan_chunks = plan_chunks
 
     def sync(
         self,
@@ -139,18 +163,26 @@ class Syncer:
             ways.setdefault(_doc_id(one.real), []).append(one)  # the walk resolved it already
         if progress:
             progress.start(len(ways))
+        # Files are read and chunked first, then embedded in batches, so the chunk total is known before the
+        # slow part starts (for up to plan_chunks new chunks at a time; beyond that, in rounds).
+        total = getattr(progress, "chunks_total", None)
         pending: list[_Pending] = []
-        pending_chunks = 0
+        planned = pending_chunks = 0
         for doc_id, found in ways.items():
             status = self._one_file(found, doc_id, known, resolver, walked_root, report, pending)
             if status in ("new", "updated"):
+                planned += len(pending[-1].chunks)
                 pending_chunks += len(pending[-1].chunks)
-                if pending_chunks >= self.batch_chunks:
-                    self._flush(pending, report, progress)
+                if total:
+                    total(planned)
+                if pending_chunks >= self.plan_chunks:
+                    self._embed_all(pending, report, progress)
                     pending, pending_chunks = [], 0
-            if progress:
+            elif progress:
                 progress.file_done(found[0].path, status)
-        self._flush(pending, report, progress)
+        if total:
+            total(planned)  # exact from here on (0 when nothing is new)
+        self._embed_all(pending, report, progress)
         gone = [
             d.doc_id for d in known.values()
             if d.doc_id not in ways and source_prefix_matches(d.source_path, root)
@@ -219,12 +251,13 @@ class Syncer:
         )
         chunks = chunk_document(doc, self.max_tokens, self.overlap_tokens, self.embedder.count_tokens,
                                 window=self.embedder.window)
-        pending.append(_Pending(doc, chunks))
+        status = "new" if old is None else "updated"
+        pending.append(_Pending(doc_id, found[0].path, status, chunks))
         if old is None:
             report.ingested += 1
-            return "new"
-        report.updated += 1
-        return "updated"
+        else:
+            report.updated += 1
+        return status
 
     def _fail_closed(self, old: DocRecord, exc: RagtuneError, found: list[Found], resolver: AclResolver,
                      walked_root: Path, report: SyncReport) -> None:
@@ -247,12 +280,30 @@ class Syncer:
             else:
                 report.reacl += 1
 
+    def _embed_all(self, pending: list[_Pending], report: SyncReport, progress: SyncProgress | None) -> None:
+        """Embed and write the pending documents in batches of about ``batch_chunks`` chunks."""
+        warm_up = getattr(self.embedder, "warm_up", None)
+        if pending and warm_up:
+            warm_up()  # the model loads before the first batch is reported, so chunks/s is the embedding rate
+        batch: list[_Pending] = []
+        size = 0
+        for p in pending:
+            batch.append(p)
+            size += len(p.chunks)
+            if size >= self.batch_chunks:
+                self._flush(batch, report, progress)
+                batch, size = [], 0
+        self._flush(batch, report, progress)
+
     def _flush(self, pending: list[_Pending], report: SyncReport, progress: SyncProgress | None) -> None:
         if not pending:
             return
+        if progress:
+            for p in pending:
+                progress.file_done(p.path, p.status)
         chunks = [c for p in pending for c in p.chunks]
         vectors = self.embedder.embed([c.search_text for c in chunks])
-        self.store.replace_documents([p.doc.doc_id for p in pending], chunks, vectors, time.time())
+        self.store.replace_documents([p.doc_id for p in pending], chunks, vectors, time.time())
         report.chunks_embedded += len(chunks)
         if progress:
             progress.chunks_embedded(len(chunks))

@@ -94,6 +94,14 @@ class Store(Protocol):
         """Number of stored chunks."""
         ...
 
+    def acl_tokens(self) -> set[str]:
+        """Every distinct ACL token on a stored chunk (``public``, ``user:NAME``, ``group:NAME``).
+
+        An admin's view of the index (the CLI warns when a principal's name matches one only in another
+        letter case); never filter or answer a principal's query with it.
+        """
+        ...
+
     def version(self) -> int:
         """A number that changes whenever the stored data changes (for cache keys)."""
         ...

@@ -316,6 +316,15 @@ class LanceStore:
         """Number of stored chunks."""
         return int(self.table.count_rows())
 
+    def acl_tokens(self) -> set[str]:
+        """Every distinct ACL token on a stored chunk (one scan of the ``acl`` column)."""
+        if self.count() == 0:
+            return set()
+        import pyarrow.compute as pc
+
+        acl = self.table.search().select(["acl"]).limit(None).to_arrow()["acl"]
+        return {t for t in pc.unique(pc.list_flatten(acl)).to_pylist() if t is not None}
+
     def version(self) -> int:
         """The table version; every commit bumps it."""
         return int(self.table.version)

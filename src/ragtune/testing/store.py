@@ -122,13 +122,14 @@ class StoreTestBase:
 
 
 class DocumentsTest(StoreTestBase):
-    """The manifest, counts, the chunk index and ``get_chunks`` round trips."""
+    """The manifest, counts, the chunk index, the ACL tokens and ``get_chunks`` round trips."""
 
     def test_implements_the_store_protocol(self, store: Store) -> None:
         assert isinstance(store, Store)
 
     def test_an_empty_store_is_empty(self, store: Store) -> None:
         assert store.count() == 0 and store.documents() == [] and store.chunk_index() == []
+        assert store.acl_tokens() == set()
         assert store.readable_texts(EVERYONE) == []
         assert store.lexical_search("backups", EVERYONE, 10) == []
         assert store.lexical_search("backups", EVERYONE, 10, isolated=True) == []
@@ -152,6 +153,11 @@ class DocumentsTest(StoreTestBase):
         for r in rows:
             c = expected[r.chunk_id]
             assert (r.doc_id, r.source_path, r.doc_hash, r.acl) == (c.doc_id, c.source_path, c.doc_hash, c.acl)
+
+    def test_acl_tokens_are_the_distinct_tokens_of_every_chunk(self, filled_store: Store) -> None:
+        assert filled_store.acl_tokens() == {"group:legal", "public", "group:hr", "user:carol"}  # d3 has none
+        filled_store.set_acl("d2", ["group:Staff"], SYNCED_AT)
+        assert "public" not in filled_store.acl_tokens() and "group:Staff" in filled_store.acl_tokens()
 
     def test_get_chunks_round_trips_every_field(self, filled_store: Store) -> None:
         readable = [c for c in corpus_chunks() if EVERYONE.can_read(c.acl)]
