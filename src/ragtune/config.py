@@ -27,6 +27,7 @@ from ragtune.config_checks import (  # noqa: F401 (CONFIG_NAME, ENV_PREFIX, PROJ
     setting_origin,
 )
 from ragtune.errors import ConfigError
+from ragtune.service.oidc_config import DEFAULT_ALGORITHMS, check_algorithms, check_url
 from ragtune.validation import error_message
 
 # Query parameters that carry credentials (``?api_key=``, ``?access_token=``, ``?sig=`` ...).
@@ -153,6 +154,57 @@ class GeneratorSettings(_Section):
         return value
 
 
+class AuditSettings(_Section):
+    """The tamper-evident audit log of questions answered (``ragtune audit``; format in docs/audit.md).
+
+    ``questions: hash`` (the default) stores only the SHA-256 of each question, so the log never holds what
+    users asked unless a deployment chooses ``text`` (what compliance reviews usually need). Document text
+    and answers are never logged: records name chunk ids and document hashes only.
+    """
+
+    enabled: bool = True
+    path: Path = Path("audit/audit.jsonl")  # relative to the project folder
+    questions: Literal["text", "hash"] = "hash"
+
+
+class ServiceSettings(_Section):
+    """The service's address and identity: API keys (stored hashed in ``keys_path``) and OIDC bearer JWTs.
+
+    OIDC is off while ``oidc_issuer`` is empty. Only asymmetric algorithms are accepted (``none``/``HS*`` are
+    refused); an empty ``oidc_jwks_url`` means the one in the issuer's discovery document.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    keys_path: Path = Path("service/keys.sqlite")  # relative to the project folder
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks_url: str = ""
+    oidc_algorithms: list[str] = Field(default_factory=lambda: list(DEFAULT_ALGORITHMS))
+    oidc_leeway_s: float = Field(60.0, ge=0, le=600)
+    oidc_groups_claim: str = Field("groups", min_length=1)
+    oidc_user_claim: str = Field("sub", min_length=1)
+    oidc_role_claim: str = ""
+    oidc_default_role: Literal["reader", "editor", "admin"] = "reader"
+
+    @field_validator("oidc_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        return check_algorithms(value)
+
+    @field_validator("oidc_issuer", "oidc_jwks_url")
+    @classmethod
+    def _safe_url(cls, value: str) -> str:
+        return check_url(value, "the address") if value else value
+
+    @model_validator(mode="after")
+    def _audience_with_issuer(self) -> ServiceSettings:
+        if self.oidc_issuer and not self.oidc_audience:
+            raise ValueError("oidc_issuer is set but oidc_audience is not: set it to this service's client id, "
+                             "else tokens the issuer made for any other application would be accepted")
+        return self
+
+
 class Settings(BaseSettings):
     """All settings of one ragtune project."""
 
@@ -169,6 +221,8 @@ class Settings(BaseSettings):
     rerank: RerankSettings = RerankSettings()
     answer: AnswerSettings = AnswerSettings()
     generator: GeneratorSettings = GeneratorSettings()
+    service: ServiceSettings = ServiceSettings()
+    audit: AuditSettings = AuditSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -290,6 +344,28 @@ answer:
   min_sentence_score: 0.40  # abstain when no accessible sentence scores this high (cosine + term overlap)
   support_margin: 0.05 # a further sentence is quoted only within this of the best, adding a question term
   context_chunks: 4    # top chunks the answer may quote from
+
+# Tamper-evident audit log of `ask` and `run` (hash-chained JSONL; `ragtune audit verify`, docs/audit.md).
+# Document text and answers are never logged, only chunk ids and document hashes.
+audit:
+  enabled: true
+  path: audit/audit.jsonl  # relative to this file; created 0600 in a 0700 folder
+  questions: hash      # hash: only each question's SHA-256 (privacy, the default); text: the question itself
+
+# The service (`ragtune keys`, and the coming `ragtune serve`): API keys and OIDC bearer tokens (docs/service.md).
+# service:
+#   host: 127.0.0.1
+#   port: 8000
+#   keys_path: service/keys.sqlite    # API keys, stored as SHA-256 hashes (file mode 0600)
+#   oidc_issuer: https://login.example.com/realms/acme  # empty (the default): OIDC tokens are not accepted
+#   oidc_audience: ragtune            # required with an issuer: the client id tokens must be issued to
+#   oidc_jwks_url: ""                 # empty: the jwks_uri of the issuer's discovery document
+#   oidc_algorithms: [RS256, ES256]   # asymmetric only; none and HS* are refused
+#   oidc_leeway_s: 60                 # clock skew allowed on exp, nbf and iat
+#   oidc_user_claim: sub              # or preferred_username, email
+#   oidc_groups_claim: groups         # a list claim; dotted paths such as realm_access.roles work
+#   oidc_role_claim: ""               # a claim holding reader/editor/admin; empty: everyone gets the default
+#   oidc_default_role: reader
 """
 
 

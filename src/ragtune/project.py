@@ -35,8 +35,12 @@ from ragtune.retrieval.rerank import Reranker, make_reranker
 from ragtune.store.base import DocRecord, Store
 
 if TYPE_CHECKING:
+    from ragtune.audit.log import AuditLog
+    from ragtune.service.keys import KeyStore
+    from ragtune.service.oidc import OidcVerifier
     from ragtune.tuning.base import TextClassifier
     from ragtune.tuning.registry import Registry
+    from ragtune.verify.default import LexicalOverlapChecker
     from ragtune.verify.groundedness import GroundednessChecker
 
 
@@ -117,7 +121,8 @@ class Project:
         """The answerer that quotes the sources (``answer`` settings), whatever the generator."""
         a = self.settings.answer
         return ExtractiveAnswerer(self.embedder, min_relevance=a.min_relevance, max_sentences=a.max_sentences,
-                                  context_chunks=a.context_chunks)
+                                  context_chunks=a.context_chunks, min_sentence_score=a.min_sentence_score,
+                                  support_margin=a.support_margin)
 
     @cached_property
     def answerer(self) -> Answerer:
@@ -127,6 +132,35 @@ class Project:
             return GenerativeAnswerer(self.generator, self.embedder, min_relevance=a.min_relevance,
                                       context_chunks=a.context_chunks, max_tokens=g.max_tokens)
         return self.extractive_answerer
+
+    @cached_property
+    def key_store(self) -> KeyStore:
+        """The service's API keys (``service.keys_path``), hashed in SQLite."""
+        from ragtune.service.keys import KeyStore
+
+        return KeyStore.from_settings(self.settings)
+
+    @cached_property
+    def oidc_verifier(self) -> OidcVerifier | None:
+        """The OIDC bearer-token verifier, or None when ``service.oidc_issuer`` is not set."""
+        from ragtune.service.oidc import OidcVerifier
+
+        return OidcVerifier.from_settings(self.settings)
+
+    @cached_property
+    def audit_log(self) -> AuditLog | None:
+        """The hash-chained audit log every answer and pipeline run is recorded in (None: ``audit.enabled`` off)."""
+        from ragtune.audit.log import AuditLog, log_path
+
+        return AuditLog(log_path(self.settings)) if self.settings.audit.enabled else None
+
+    def warm_up(self) -> None:
+        """Open the index and load the embedder (and a local generator) now, as a server does before it is
+        ready, so the first request pays no start-up."""
+        self._require_corpus()
+        self.embedder.warm_up()
+        if self.generator is not None:
+            self.generator.warm_up()
 
     @cached_property
     def registry(self) -> Registry:
@@ -142,13 +176,14 @@ class Project:
             self._classifiers[key] = self.registry.load(name, version)
         return cast("TextClassifier", self._classifiers[key])
 
-    def groundedness_checker(self, model: str) -> GroundednessChecker:
-        """The groundedness checker a model name selects, loaded once per name."""
+    def groundedness_checker(self, model: str) -> GroundednessChecker | LexicalOverlapChecker:
+        """The groundedness checker a model name selects, loaded once per name: the registered one, or lexical
+        overlap (no training) when no checker is registered under the default name ``groundedness``."""
         if model not in self._checkers:
-            from ragtune.verify.groundedness import GroundednessChecker
+            from ragtune.verify.default import load_checker
 
-            self._checkers[model] = GroundednessChecker.from_registry(self.registry, model)
-        return cast("GroundednessChecker", self._checkers[model])
+            self._checkers[model] = load_checker(self.registry, model)
+        return cast("GroundednessChecker | LexicalOverlapChecker", self._checkers[model])
 
     def _syncer(self) -> Syncer:
         c, i = self.settings.chunking, self.settings.ingest
@@ -292,11 +327,15 @@ class Project:
             )
         self._embedder_checked = True
 
-    def _ready(self, query: str) -> None:
+    def _ready(self, query: str) -> dict[str, float]:
+        """Check the query, open the index, load the embedder; returns ``open_index`` and ``model_load`` in ms."""
         if not query.strip():
             raise RagtuneError("the query is empty")
+        t0 = time.perf_counter()
         self._require_corpus()
+        t1 = time.perf_counter()
         self.embedder.warm_up()  # opening the index and loading the model are start-up, not query latency
+        return {"open_index": (t1 - t0) * 1000, "model_load": (time.perf_counter() - t1) * 1000}
 
     def search(self, query: str, principal: Principal, top_k: int | None = None) -> Retrieval:
         """Hybrid search as ``principal``."""
@@ -307,15 +346,19 @@ class Project:
         """Retrieve as ``principal`` and answer with citations, or abstain; latency per stage in ms.
 
         With a generator, ``on_token`` receives the answer as it is generated (before citations are checked).
+        ``latency_ms`` starts with ``open_index`` and ``model_load`` (the embedder's and generator's warm-up;
+        both near 0 once done in this process), which ``total`` (retrieval and answer) does not include.
         """
-        self._ready(question)
+        load = self._ready(question)
         answerer = self.answerer
         if self.generator is not None:
+            t_load = time.perf_counter()
             self.generator.warm_up()  # loading a local model is start-up, not answer latency
+            load["model_load"] += (time.perf_counter() - t_load) * 1000
         t0 = time.perf_counter()
         retrieval = self.retriever.retrieve(question, principal)
         answer = answerer.answer(question, retrieval, principal, on_token=on_token)
-        latency = {**retrieval.latency_ms, **answer.latency_ms, "total": (time.perf_counter() - t0) * 1000}
+        latency = {**load, **retrieval.latency_ms, **answer.latency_ms, "total": (time.perf_counter() - t0) * 1000}
         return replace(answer, latency_ms=latency)
 
     def sources(self, principal: Principal | None = None) -> list[DocRecord]:

@@ -1,0 +1,1 @@
+"""Tests of ragtune.service: API keys, OIDC bearer tokens, roles."""
