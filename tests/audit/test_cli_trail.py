@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import write
 from typer.testing import CliRunner
 
 from ragtune.audit.export import read_records
@@ -15,7 +16,6 @@ from ragtune.cli import app
 from ragtune.cli_common import cited_place
 from ragtune.config import init_project, load_settings
 from ragtune.core import Chunk
-from tests.helpers import write
 
 runner = CliRunner()
 SECRET_LINE = "Backups are kept for ninety days in the Zanzibar vault."
