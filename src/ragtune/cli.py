@@ -41,6 +41,7 @@ from ragtune.errors import ConfigError, RagtuneError
 from ragtune.index_cli import check, roots_app, sources
 from ragtune.ingest.acl import parse_acl_option
 from ragtune.project import Project
+from ragtune.server.cli import serve
 from ragtune.service.keys_cli import keys_app
 from ragtune.tuning.cli import classify, models_app, train
 from ragtune.verify.cli import verify_app
@@ -353,6 +354,7 @@ app.command("advise")(advise_guide)
 app.add_typer(verify_app, name="verify")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+app.command("serve")(serve)
 
 
 def main() -> None:

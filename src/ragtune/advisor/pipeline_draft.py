@@ -20,6 +20,8 @@ from ragtune.pipelines.spec import (
 _HEADER = ("# Starting point written by `ragtune advise` ({winner}): rename the model, queues and thresholds,\n"
            "# then run it with `ragtune run pipeline.yaml \"...\" --user U --groups G` (format: docs/pipelines.md).")
 _STEP_NOTES = {
+    "classify": "# classify: needs the classifier trained first: `ragtune train LABELS.csv --name my-classifier`\n"
+                "#   (until then `ragtune run` stops with that command; the other steps need nothing trained)",
     "answer": "# answer: extractive quotes sources; project = ragtune.yaml's generator",
     "verify": "# verify: flags answer sentences their citations do not support (lexical overlap until you run\n"
               "#   `ragtune verify train`; then the trained checker and its threshold)",

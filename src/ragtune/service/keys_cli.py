@@ -20,7 +20,7 @@ from ragtune.service.keys import KeyStore, iso_time
 keys_app = typer.Typer(
     help="API keys for the service, sent as `Authorization: Bearer KEY` (as OpenAI clients do). Each key "
          "carries the user, groups and role its requests run as; only its SHA-256 hash is stored "
-         "(service.keys_path, default <project>/service/keys.sqlite).",
+         "(service.keys_path, default service/keys.sqlite in the project folder).",
     no_args_is_help=True,
 )
 

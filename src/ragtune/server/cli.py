@@ -1,0 +1,47 @@
+"""``ragtune serve``: run the REST API with uvicorn (imported only here, so other commands start fast)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ragtune.cli_common import ProjectOpt, err
+
+
+def create_from_env() -> object:
+    """The app for ``RAGTUNE_PROJECT_DIR`` (the factory uvicorn's workers call, each in its own process)."""
+    from ragtune.project import Project
+    from ragtune.server.app import create_app
+
+    return create_app(Project.open(None))
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default service.host, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default service.port, 8000).")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes; each loads the model once.")] = 1,
+    project: ProjectOpt = None,
+) -> None:
+    """Serve the REST API: ask (JSON or server-sent events), search, classify, whoami, /healthz, /readyz.
+
+    Every /v1 route needs `Authorization: Bearer KEY` (an API key from `ragtune keys create`, or an OIDC JWT
+    when service.oidc_issuer is set); the caller's user, groups and role come only from that credential.
+    /readyz answers 503 until the embedder is loaded and the index is open. The OpenAPI document is at
+    /openapi.json, the interactive one at /docs. Binds 127.0.0.1 unless told otherwise: put a TLS-terminating
+    proxy in front of it before exposing it.
+    """
+    import uvicorn
+
+    from ragtune.config import load_settings
+
+    settings = load_settings(project)
+    os.environ["RAGTUNE_PROJECT_DIR"] = str(Path(settings.project_dir).resolve())
+    host = host or settings.service.host
+    port = port or settings.service.port
+    err.print(f"ragtune serving {settings.project_dir} on http://{host}:{port} ({workers} worker(s)); "
+              "Ctrl-C stops it")
+    uvicorn.run("ragtune.server.cli:create_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level="info", timeout_graceful_shutdown=30)

@@ -1,0 +1,74 @@
+"""A real ragtune server (uvicorn on 127.0.0.1, a free port) over a real project with two departments' documents,
+and API keys for several users and roles."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx2
+import pytest
+import uvicorn
+from helpers import write
+
+from ragtune.config import init_project
+from ragtune.project import Project
+from ragtune.server.app import create_app
+
+
+@dataclass
+class Server:
+    url: str
+    project: Project
+    keys: dict[str, str]  # name -> key text
+
+    def client(self, key: str | None = None) -> httpx2.Client:
+        headers = {"Authorization": f"Bearer {self.keys[key]}"} if key else {}
+        return httpx2.Client(base_url=self.url, headers=headers, timeout=60)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="package")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("server")
+    write(root / "docs" / "hr" / "_acl.yaml", "acl: {groups: [hr]}\n")
+    write(root / "docs" / "hr" / "leave.md", "# Leave\n\nParental leave lasts sixteen weeks at full pay.\n")
+    write(root / "docs" / "ops" / "_acl.yaml", "acl: {groups: [ops]}\n")
+    write(root / "docs" / "ops" / "backups.md", "# Backups\n\nBackups are kept for ninety days in two regions.\n")
+    init_project(root / "p")
+    project = Project.open(root / "p")
+    project.ingest(root / "docs")
+    keys = {}
+    for name, user, groups, role in [("hr", "hana", ["hr"], "reader"), ("ops", "otto", ["ops"], "reader"),
+                                     ("editor", "eve", ["ops"], "editor"), ("admin", "ada", ["hr", "ops"], "admin"),
+                                     ("revoked", "rex", ["hr"], "reader")]:
+        record, keys[name] = project.key_store.create(user, groups, role)
+        if name == "revoked":
+            project.key_store.revoke(record.key_id)
+    port = _free_port()
+    config = uvicorn.Config(create_app(project), host="127.0.0.1", port=port, log_level="warning")
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx2.get(f"{url}/readyz", timeout=5).status_code == 200:
+                break
+        except httpx2.TransportError:
+            pass
+        time.sleep(0.2)
+    else:
+        raise RuntimeError("the test server never became ready")
+    yield Server(url, project, keys)
+    uv.should_exit = True
+    thread.join(timeout=30)
