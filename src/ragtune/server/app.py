@@ -26,8 +26,9 @@ from ragtune.audit.trail import Trail, audit_trail
 from ragtune.errors import EmptyCorpusError, ModelNotFoundError, RagtuneError
 from ragtune.project import Project
 from ragtune.server import schemas as S
-from ragtune.service.credentials import authenticate
-from ragtune.service.identity import AuthError, Identity, allowed
+from ragtune.server.deps import ApiError, Service
+from ragtune.server.deps import error_response as _error
+from ragtune.service.identity import AuthError, Identity
 
 log = logging.getLogger("ragtune.server")
 MAX_BODY_BYTES = 1_000_000
@@ -36,43 +37,16 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-class ApiError(Exception):
-    """An error the API reports as ``{"error": {"code", "message"}}`` with ``status``."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
-
-
-class _State:
-    """Readiness: set once the embedder is loaded and the index opened."""
-
-    def __init__(self) -> None:
-        self.ready = threading.Event()
-        self.failure = ""
-
-
 def create_app(project: Project, *, warm_up: bool = True) -> FastAPI:
     """The API over ``project``; with ``warm_up`` the model loads in the background and ``/readyz`` turns 200."""
-    state = _State()
-
-    def _warm() -> None:
-        try:
-            project.warm_up()
-            state.ready.set()
-        except Exception as exc:  # noqa: BLE001 - reported by /readyz, the server keeps answering /healthz
-            state.failure = f"{type(exc).__name__}: {exc}"
+    service = Service(project)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if warm_up:
-            threading.Thread(target=_warm, name="ragtune-warm-up", daemon=True).start()
+            threading.Thread(target=service.warm_up, name="ragtune-warm-up", daemon=True).start()
         else:
-            state.ready.set()
+            service.ready.set()
         yield
 
     app = FastAPI(title="ragtune", version=__version__, lifespan=lifespan, responses=ERROR_RESPONSES,
@@ -81,7 +55,7 @@ def create_app(project: Project, *, warm_up: bool = True) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message)
+        return _error(exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(AuthError)
     async def _auth_error(request: Request, exc: AuthError) -> JSONResponse:
@@ -118,19 +92,7 @@ def create_app(project: Project, *, warm_up: bool = True) -> FastAPI:
             return _error(413, "body_too_large", f"the request body is over {MAX_BODY_BYTES} bytes; send less")
         return await call_next(request)
 
-    def caller(action: str) -> Callable[..., Identity]:
-        def dependency(authorization: Annotated[str | None, Header()] = None) -> Identity:
-            identity = authenticate(authorization, project.key_store, project.oidc_verifier)
-            if not allowed(identity.role, action):
-                raise AuthError("forbidden", f"role {identity.role.value} may not {action}; ask an admin for a "
-                                             "key with a role that may", 403)
-            return identity
-        return dependency
-
-    def ready() -> None:
-        if not state.ready.is_set():
-            raise ApiError(503, "not_ready", state.failure or "the server is still loading the model and index; "
-                                                              "retry in a few seconds")
+    caller, ready = service.caller, service.require_ready
 
     @app.get("/healthz", response_model=S.Health, tags=["operations"])
     def healthz() -> S.Health:
@@ -186,6 +148,7 @@ def create_app(project: Project, *, warm_up: bool = True) -> FastAPI:
         return S.ClassifyOut(model=body.model, version=version, labels=[label for label, _ in results],
                              scores=[round(p, 4) for _, p in results])
 
+    # Route modules (see ragtune.server.deps): one include per module.
     return app
 
 
