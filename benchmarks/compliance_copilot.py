@@ -118,19 +118,18 @@ def main(argv: list[str] | None = None) -> int:
     text = (BUILTIN_DIR / "compliance-copilot.yaml").read_text(encoding="utf-8")
     spec_file = root / "copilot-verified.yaml"
     spec_file.write_text(text.replace("  - answer: {}\n", "  - answer: {}\n  - verify: {}\n"), encoding="utf-8")
-    checked: PipelineRunner | None = PipelineRunner(load_pipeline(spec_file), project)
+    checked = PipelineRunner(load_pipeline(spec_file), project)
     checked.warm_up()
     found, f1_three, f1_one, latency, latency_checked, hallucinated, answered = 0, [], [], [], [], 0, 0
     for policy, q in items:
         principal = Principal("bench", frozenset({group_of(policy)}))
         result = runner.run(q.question, principal)
         latency.append(result.latency_ms["total"])
-        if checked is not None:
-            verified = checked.run(q.question, principal)
-            latency_checked.append(verified.latency_ms["total"])
-            if verified.answer is not None and not verified.answer.abstained:
-                answered += 1
-                hallucinated += bool(verified.unsupported_sentences)
+        verified = checked.run(q.question, principal)
+        latency_checked.append(verified.latency_ms["total"])
+        if verified.answer is not None and not verified.answer.abstained:
+            answered += 1
+            hallucinated += bool(verified.unsupported_sentences)
         retrieval = project.search(q.question, principal, top_k=5)
         hits = retrieval.hits
         gold = [" ".join(a.split()) for a in q.answers]
