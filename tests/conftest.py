@@ -1,8 +1,10 @@
-"""Shared fixtures: one real MiniLM embedder per test session, and small real corpora on disk."""
+"""Shared fixtures: one real MiniLM embedder per test session, the local llama.cpp generator, and small real
+corpora on disk."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ os.environ.setdefault("LANCE_LOG", "error")
 from helpers import write  # noqa: E402
 
 from ragtune.models.embedder import MiniLMEmbedder  # noqa: E402
+from ragtune.models.generator import LlamaCppGenerator  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -20,6 +23,15 @@ def embedder() -> MiniLMEmbedder:
     e = MiniLMEmbedder(batch_size=32, threads=2)
     e.warm_up()
     return e
+
+
+@pytest.fixture(scope="module")
+def local() -> Iterator[LlamaCppGenerator]:
+    """The packaged SmolLM2 served by a real local llama.cpp server (one per test module), stopped after it."""
+    gen = LlamaCppGenerator(threads=2)
+    gen.warm_up()
+    yield gen
+    gen.close()
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 
 
@@ -9,4 +11,20 @@ def write(path: Path, text: str) -> Path:
     """Write a UTF-8 file, creating parent folders."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
+    return path
+
+
+def read_labelled(path: Path) -> list[tuple[str, str]]:
+    """(text, category) rows of a labelled CSV such as examples/data/banking77/train.csv."""
+    with path.open(encoding="utf-8", newline="") as f:
+        return [(r["text"], r["category"]) for r in csv.DictReader(f)]
+
+
+def write_labelled(path: Path, rows: list[tuple[str, str]]) -> Path:
+    """A ``text,label`` CSV of ``rows``."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["text", "label"])
+    w.writerows(rows)
+    path.write_text(buf.getvalue(), encoding="utf-8")
     return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,14 +32,6 @@ pytestmark = pytest.mark.integration
 
 LEGAL = Principal("ann", frozenset({"legal"}))
 OUTSIDER = Principal("bob")
-
-
-@pytest.fixture(scope="module")
-def local() -> Iterator[LlamaCppGenerator]:
-    gen = LlamaCppGenerator(threads=2)
-    gen.warm_up()
-    yield gen
-    gen.close()
 
 
 @pytest.fixture

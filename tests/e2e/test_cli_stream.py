@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,14 +19,6 @@ pytestmark = pytest.mark.integration
 runner = CliRunner()
 QUESTION = "How long are backups kept?"
 ASK = ["ask", QUESTION, "-u", "ann", "-g", "legal"]
-
-
-@pytest.fixture(scope="module")
-def local() -> Iterator[LlamaCppGenerator]:
-    gen = LlamaCppGenerator(threads=2)
-    gen.warm_up()
-    yield gen
-    gen.close()
 
 
 @pytest.fixture

@@ -3,13 +3,12 @@ splits (``ragtune train``'s and the advisor's bake-off) keep every duplicate gro
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import read_labelled, write_labelled
 
 from ragtune.advisor.bakeoff import bakeoff_labels, holdout_by_group
 from ragtune.errors import DataError
@@ -25,17 +24,7 @@ CONFLICT = "How long until my new card gets here?"
 
 
 def banking() -> list[tuple[str, str]]:
-    with (DATA / "train.csv").open(encoding="utf-8", newline="") as f:
-        return [(r["text"], r["category"]) for r in csv.DictReader(f)]
-
-
-def write_rows(path: Path, rows: list[tuple[str, str]]) -> Path:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["text", "label"])
-    w.writerows(rows)
-    path.write_text(buf.getvalue(), encoding="utf-8")
-    return path
+    return read_labelled(DATA / "train.csv")
 
 
 def with_duplicates() -> LabelledData:
@@ -58,7 +47,7 @@ def test_audit_of_the_whole_file_reports_a_conflict_across_the_split_with_both_f
     # starts one line further down than its row number suggests.
     planted = [(CONFLICT, "card_arrival"), ("my card\nwas stolen yesterday", "lost_or_stolen_card"), *rows,
                (CONFLICT, "lost_or_stolen_card")]
-    path = write_rows(tmp_path / "data.csv", planted)
+    path = write_labelled(tmp_path / "data.csv", planted)
     last_line = 2 + len(planted)  # header 1, conflict 2, two-line field 3-4, then one line per row
     assert path.read_text().count("\n") == last_line
     seen: list[AuditReport] = []
@@ -84,7 +73,7 @@ def test_suspected_label_errors_name_the_file_line(tmp_path: Path, embedder: Min
     for i in flipped:  # a clearly wrong label
         rows[i] = (rows[i][0], classes[(classes.index(rows[i][1]) + 3) % len(classes)])
     rows.insert(0, ("a text\nover two lines about my refund", "request_refund"))
-    data = load_labelled(write_rows(tmp_path / "noisy.csv", rows))
+    data = load_labelled(write_labelled(tmp_path / "noisy.csv", rows))
     audit = audit_labels(data, embedder)
     # Record k starts after the header and every line of the records before it (some span two lines).
     starts = [2 + sum(t.count("\n") + 1 for t, _ in rows[:k]) for k in range(len(rows))]
@@ -104,8 +93,8 @@ def test_jsonl_lines_skip_blank_lines(tmp_path: Path) -> None:
 
 
 def test_leakage_into_a_test_file_names_both_files_lines_and_a_changed_label(tmp_path: Path) -> None:
-    train = load_labelled(write_rows(tmp_path / "train.csv", [("alpha beta", "a"), ("gamma delta", "b")]))
-    test = load_labelled(write_rows(tmp_path / "test.csv", [("x y", "a"), ("Gamma Delta", "a")]))
+    train = load_labelled(write_labelled(tmp_path / "train.csv", [("alpha beta", "a"), ("gamma delta", "b")]))
+    test = load_labelled(write_labelled(tmp_path / "test.csv", [("x y", "a"), ("Gamma Delta", "a")]))
     (leak,) = audit_labels(train, None, test).leakage_exact
     assert (leak["line"], leak["test_line"], leak["label"], leak["test_label"]) == (3, 3, "b", "a")
 

@@ -3,13 +3,11 @@ texts and a whole number of calibration examples in the report."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 
 import pytest
-from helpers import write
+from helpers import read_labelled, write, write_labelled
 
 from ragtune.config import init_project
 from ragtune.core import Principal
@@ -27,24 +25,10 @@ from ragtune.tuning.train import train_classifier
 DATA = Path(__file__).resolve().parents[2] / "examples" / "data" / "banking77"
 
 
-def rows(path: Path) -> list[tuple[str, str]]:
-    with path.open(encoding="utf-8", newline="") as f:
-        return [(r["text"], r["category"]) for r in csv.DictReader(f)]
-
-
-def write_rows(path: Path, data: list[tuple[str, str]]) -> Path:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["text", "label"])
-    w.writerows(data)
-    path.write_text(buf.getvalue(), encoding="utf-8")
-    return path
-
-
 @pytest.fixture(scope="module")
 def two_heads() -> tuple[HeadClassifier, HeadClassifier]:
     """Two models told apart by their classes: one knows card_arrival, the other only pin_blocked and refunds."""
-    data = rows(DATA / "train.csv")
+    data = read_labelled(DATA / "train.csv")
     a = [(t, lab) for t, lab in data if lab in ("card_arrival", "exchange_rate")]
     b = [(t, lab) for t, lab in data if lab in ("pin_blocked", "request_refund")]
     return (HeadClassifier().fit([t for t, _ in a], [lab for _, lab in a]),
@@ -123,16 +107,16 @@ def test_top_confusions_count_errors_with_their_texts() -> None:
 
 def test_training_reports_top_confusions_and_a_whole_calibration_count(tmp_path: Path,
                                                                         embedder: MiniLMEmbedder) -> None:
-    train = [(t, lab) for t, lab in rows(DATA / "train.csv") if lab in ("card_arrival", "pin_blocked",
-                                                                      "exchange_rate")]
-    test = [(t, lab) for t, lab in rows(DATA / "test.csv") if lab in ("card_arrival", "pin_blocked", "exchange_rate")]
+    labels = ("card_arrival", "pin_blocked", "exchange_rate")
+    train = [(t, lab) for t, lab in read_labelled(DATA / "train.csv") if lab in labels]
+    test = [(t, lab) for t, lab in read_labelled(DATA / "test.csv") if lab in labels]
     wrong = [i for i, (_, lab) in enumerate(test) if lab == "card_arrival"][:3]
     for i in wrong:  # labelled pin_blocked in the test file: the model says card_arrival
         test[i] = (test[i][0], "pin_blocked")
     test.insert(0, ("<b>[bold]When|will*my new card arrive?[/bold]</b>", "pin_blocked"))  # markup, HTML
     wrong = [0] + [i + 1 for i in wrong]
-    result = train_classifier(Registry(tmp_path / "models"), write_rows(tmp_path / "train.csv", train), "m",
-                              method="head", test_path=write_rows(tmp_path / "test.csv", test), embedder=embedder)
+    result = train_classifier(Registry(tmp_path / "models"), write_labelled(tmp_path / "train.csv", train), "m",
+                              method="head", test_path=write_labelled(tmp_path / "test.csv", test), embedder=embedder)
     top = result.metrics["top_confusions"][0]
     assert (top["true"], top["predicted"]) == ("pin_blocked", "card_arrival") and top["count"] >= 3
     assert top["examples"] == [test[i][0] for i in wrong[:2]]
