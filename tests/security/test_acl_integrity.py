@@ -297,3 +297,21 @@ def test_lost_roots_never_empty_the_index(tmp_path: Path, corpus: Path) -> None:
     with pytest.raises(RagtuneError, match="no ingested folders are recorded"):
         proj.sync()
     assert len(proj.sources()) == 2
+
+
+def test_a_project_opened_before_a_sync_elsewhere_sees_the_narrowed_acl_at_once(tmp_path: Path) -> None:
+    """A long-running reader (a server) must not keep answering from the version it opened: an ACL narrowed by a
+    sync in another Project (another process, in production) takes effect on its very next query."""
+    docs = tmp_path / "docs"
+    write(docs / "plan.md", "---\nacl: public\n---\n# Plan\n\nThe merger with Initech closes in March.\n")
+    init_project(tmp_path / "p")
+    writer = Project.open(tmp_path / "p")
+    writer.ingest(docs)
+    server = Project.open(tmp_path / "p")
+    anyone = Principal("mallory")
+    assert server.search("merger Initech", anyone).hits  # the server has the index open now
+    write(docs / "plan.md", "---\nacl: {groups: [board]}\n---\n# Plan\n\nThe merger with Initech closes in March.\n")
+    writer.sync()
+    assert server.search("merger Initech", anyone).hits == []
+    assert not server.ask("When does the merger with Initech close?", anyone).citations
+    assert server.search("merger Initech", Principal("bea", frozenset({"board"}))).hits

@@ -79,10 +79,14 @@ class LanceStore:
     def table(self) -> Any:
         """The LanceDB table, opened (or created empty) on first use."""
         if self._table is None:
+            from datetime import timedelta
+
             import lancedb
 
             self.path.mkdir(parents=True, exist_ok=True)
-            db = lancedb.connect(str(self.path))
+            # Strong consistency: every read sees the latest committed version, so a server that opened the
+            # index before a sync in another process never serves chunks under their old ACLs.
+            db = lancedb.connect(str(self.path), read_consistency_interval=timedelta(0))
             try:
                 self._table = db.open_table(TABLE)
             except ValueError:
