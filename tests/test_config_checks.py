@@ -75,7 +75,8 @@ def test_messages_carry_no_pydantic_value_error_prefix(tmp_path: Path) -> None:
     ("retrieval:\n  topk: 5\n", ["setting 'retrieval.topk': unknown key 'topk' (did you mean 'top_k'?); valid "
                                   "keys: dense_k, dense_weight, ", "lexical_k, ", ", top_k"]),
     ("retrievel:\n  top_k: 5\n", ["setting 'retrievel': unknown key 'retrievel' (did you mean 'retrieval'?)",
-                                   "valid keys: answer, audit, chunking, embedder, ", ", retrieval, ", ", store_path"]),
+                                   "valid keys: answer, audit, cache, chunking, embedder, ", ", retrieval, ",
+                                   ", store_path"]),
     ("retrieval: 5\n", ["setting 'retrieval': expected a mapping of `key: value` pairs (got int)"]),
 ])
 def test_an_unknown_key_in_the_file_names_the_closest_valid_key(tmp_path: Path, body: str,

@@ -26,6 +26,7 @@ from ragtune.config_checks import (  # noqa: F401 (CONFIG_NAME, ENV_PREFIX, PROJ
     find_project,
     setting_origin,
 )
+from ragtune.config_template import CONFIG_TEMPLATE
 from ragtune.errors import ConfigError
 from ragtune.service.oidc_config import DEFAULT_ALGORITHMS, check_algorithms, check_url
 from ragtune.validation import error_message
@@ -167,6 +168,21 @@ class AuditSettings(_Section):
     questions: Literal["text", "hash"] = "hash"
 
 
+class CacheSettings(_Section):
+    """The permission-aware answer cache of ``Project.ask`` (docs/cache.md). Off by default.
+
+    Entries are keyed by the asker's effective ACL tokens, the index version, the answer-relevant settings and
+    the model versions, so a cached answer only ever reaches a principal that reads exactly the same chunks,
+    and any write to the index (ingest, sync, removal) makes every older entry unreachable.
+    """
+
+    enabled: bool = False
+    max_entries: int = Field(1000, ge=1, le=1_000_000)
+    ttl_s: float = Field(600.0, gt=0, le=30 * 24 * 3600)
+    semantic: bool = False  # also serve the answer of a near-identical earlier question (same key only)
+    semantic_threshold: float = Field(0.95, gt=0, le=1)
+
+
 class ServiceSettings(_Section):
     """The service's address and identity: API keys (stored hashed in ``keys_path``) and OIDC bearer JWTs.
 
@@ -186,6 +202,10 @@ class ServiceSettings(_Section):
     oidc_user_claim: str = Field("sub", min_length=1)
     oidc_role_claim: str = ""
     oidc_default_role: Literal["reader", "editor", "admin"] = "reader"
+    # Limits of the REST API (docs/service.md, "Documents, jobs and limits").
+    max_upload_mb: float = Field(20.0, gt=0, le=1024)  # one uploaded document (POST /v1/documents)
+    rate_limit_per_minute: int = Field(120, ge=1)  # requests per credential per minute (429 beyond it)
+    request_timeout_s: float = Field(60.0, gt=0)  # a request running longer gets 504 timeout
 
     @field_validator("oidc_algorithms")
     @classmethod
@@ -203,6 +223,20 @@ class ServiceSettings(_Section):
             raise ValueError("oidc_issuer is set but oidc_audience is not: set it to this service's client id, "
                              "else tokens the issuer made for any other application would be accepted")
         return self
+
+
+class ObservabilitySettings(_Section):
+    """Traces, metrics and logs (docs/observability.md).
+
+    OpenTelemetry spans of every stage are exported over OTLP/HTTP when ``otlp_endpoint`` is set (else tracing
+    costs nothing). ``log_format: json`` writes one JSON object per log line with the request id. Spans and logs
+    carry counts, ids and latencies only: question and document text only with ``include_text: true``.
+    """
+
+    otlp_endpoint: str = ""  # e.g. http://127.0.0.1:4318/v1/traces; empty: no spans exported
+    service_name: str = Field("ragtune", min_length=1)
+    log_format: Literal["text", "json"] = "text"
+    include_text: bool = False
 
 
 class Settings(BaseSettings):
@@ -223,6 +257,8 @@ class Settings(BaseSettings):
     generator: GeneratorSettings = GeneratorSettings()
     service: ServiceSettings = ServiceSettings()
     audit: AuditSettings = AuditSettings()
+    cache: CacheSettings = CacheSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
 
     @classmethod
     def settings_customise_sources(
@@ -292,81 +328,6 @@ def load_settings(project: Path | None = None) -> Settings:
     return settings
 
 
-CONFIG_TEMPLATE = """\
-# ragtune project settings. Every key can be overridden by an environment variable:
-# RAGTUNE_<SECTION>__<KEY>, e.g. RAGTUNE_RETRIEVAL__TOP_K=5. Never put secrets in this file.
-
-# Where the index lives (LanceDB: vectors, BM25 full-text index, ACL columns), relative to this file.
-store_path: index
-store:
-  kind: lance          # the embedded LanceDB store (vectors, BM25, ACL columns, sync state) in store_path
-# Where trained classifiers are registered (one folder per model, one sub-folder per version).
-models_path: models
-
-embedder:
-  model: minilm        # the packaged all-MiniLM-L6-v2 (384-d); runs offline
-  batch_size: 32
-  threads: 2           # CPU threads for the model; keep at or below the machine's cores
-  runtime: auto        # onnx (ONNX export on onnxruntime, ~2.5x faster per query), torch, or auto (onnx if installed)
-
-ingest:
-  max_file_mb: 20      # larger files are reported and skipped
-  follow_external_links: false  # links to files outside the ingested folders are skipped (true: follow them)
-  keep_missing_roots: false     # a deleted or moved folder's documents are removed at the next sync
-
-chunking:
-  max_tokens: 256      # token budget per chunk; with the title > section line it also fits the embedder's 256
-  overlap_tokens: 32   # tokens repeated from the end of the previous chunk, at sentence boundaries
-
-generator:
-  kind: extractive     # extractive (quotes sources, no model), llamacpp (local SmolLM2), openai (any compatible API)
-  base_url: ""         # openai kind: e.g. https://api.openai.com/v1 or http://127.0.0.1:8080/v1
-  model: ""            # openai kind: the model name the endpoint expects
-  api_key_env: RAGTUNE_LLM_API_KEY  # the key comes from this variable or ~/.config/ragtune/secrets.yaml, never here
-  max_tokens: 256
-
-retrieval:
-  top_k: 8             # hits returned after fusion
-  lexical_k: 100       # BM25 candidates
-  dense_k: 100         # vector candidates
-  rrf_k: 20            # reciprocal rank fusion constant (20 was best on SciFact train queries)
-  lexical_weight: 1.0
-  dense_weight: 1.0
-  # lexical_isolation: true  # BM25 statistics over each user's readable chunks only (hides hidden-term IDF)
-
-rerank:
-  kind: none           # reorder the fused hits before they are fetched (none: the fused order is final)
-  candidates: 50       # fused hits handed to the reranker
-
-answer:
-  min_relevance: 0.35  # abstain when no accessible chunk is at least this similar (cosine) to the question
-  max_sentences: 3     # at most this many sentences in an extractive answer
-  min_sentence_score: 0.40  # abstain when no accessible sentence scores this high (cosine + term overlap)
-  support_margin: 0.05 # a further sentence is quoted only within this of the best, adding a question term
-  context_chunks: 4    # top chunks the answer may quote from
-
-# Tamper-evident audit log of `ask` and `run` (hash-chained JSONL; `ragtune audit verify`, docs/audit.md).
-# Document text and answers are never logged, only chunk ids and document hashes.
-audit:
-  enabled: true
-  path: audit/audit.jsonl  # relative to this file; created 0600 in a 0700 folder
-  questions: hash      # hash: only each question's SHA-256 (privacy, the default); text: the question itself
-
-# The service (`ragtune keys`, and the coming `ragtune serve`): API keys and OIDC bearer tokens (docs/service.md).
-# service:
-#   host: 127.0.0.1
-#   port: 8000
-#   keys_path: service/keys.sqlite    # API keys, stored as SHA-256 hashes (file mode 0600)
-#   oidc_issuer: https://login.example.com/realms/acme  # empty (the default): OIDC tokens are not accepted
-#   oidc_audience: ragtune            # required with an issuer: the client id tokens must be issued to
-#   oidc_jwks_url: ""                 # empty: the jwks_uri of the issuer's discovery document
-#   oidc_algorithms: [RS256, ES256]   # asymmetric only; none and HS* are refused
-#   oidc_leeway_s: 60                 # clock skew allowed on exp, nbf and iat
-#   oidc_user_claim: sub              # or preferred_username, email
-#   oidc_groups_claim: groups         # a list claim; dotted paths such as realm_access.roles work
-#   oidc_role_claim: ""               # a claim holding reader/editor/admin; empty: everyone gets the default
-#   oidc_default_role: reader
-"""
 
 
 def init_project(folder: Path) -> Path:

@@ -26,7 +26,7 @@ from ragtune.config import Settings, load_settings
 from ragtune.core import Acl, Answer, Principal
 from ragtune.errors import ConfigError, EmptyCorpusError, RagtuneError
 from ragtune.ingest.check import CheckReport, check_index
-from ragtune.ingest.roots import RootSet, load_roots, save_roots, source_prefix_matches
+from ragtune.ingest.roots import RootSet, load_roots, place_root, save_roots, source_prefix_matches
 from ragtune.ingest.sync import Syncer, SyncProgress, SyncReport, record_sync
 from ragtune.models.embedder import Embedder, make_embedder
 from ragtune.models.generator import Generator, make_generator
@@ -36,6 +36,7 @@ from ragtune.store.base import DocRecord, Store
 
 if TYPE_CHECKING:
     from ragtune.audit.log import AuditLog
+    from ragtune.cache.answer_cache import AnswerCache
     from ragtune.service.keys import KeyStore
     from ragtune.service.oidc import OidcVerifier
     from ragtune.tuning.base import TextClassifier
@@ -154,6 +155,15 @@ class Project:
 
         return AuditLog(log_path(self.settings)) if self.settings.audit.enabled else None
 
+    @cached_property
+    def answer_cache(self) -> AnswerCache | None:
+        """The permission-aware answer cache ``ask`` consults (``cache`` settings), or None when it is off."""
+        if not self.settings.cache.enabled:
+            return None
+        from ragtune.cache.answer_cache import AnswerCache
+
+        return AnswerCache.from_settings(self.settings, self.store, self.embedder)
+
     def warm_up(self) -> None:
         """Open the index and load the embedder (and a local generator) now, as a server does before it is
         ready, so the first request pays no start-up."""
@@ -210,7 +220,7 @@ class Project:
         with state.write_lock(f"ingest {real}"):
             self._check_embedder(record=True)
             roots = load_roots(state)
-            _place_root(roots, real, acl)
+            place_root(roots, real, acl)
             save_roots(state, roots)  # before the first batch, so a killed first ingest can be resumed
             report = self._syncer().sync(real, progress=progress, exclude=(index_dir,), roots=roots)
             record_sync(state, real, report)
@@ -348,8 +358,14 @@ class Project:
         With a generator, ``on_token`` receives the answer as it is generated (before citations are checked).
         ``latency_ms`` starts with ``open_index`` and ``model_load`` (the embedder's and generator's warm-up;
         both near 0 once done in this process), which ``total`` (retrieval and answer) does not include.
+        With ``cache.enabled``, a cached answer for the same effective ACL tokens, index version, settings and
+        models is served instead; its ``latency_ms`` has ``cache_hit`` (the lookup) in place of the stages.
         """
         load = self._ready(question)
+        cache = self.answer_cache
+        lookup = cache.lookup(question, principal) if cache is not None else None
+        if lookup is not None and lookup.hit:
+            return lookup.served(load, on_token)
         answerer = self.answerer
         if self.generator is not None:
             t_load = time.perf_counter()
@@ -359,38 +375,13 @@ class Project:
         retrieval = self.retriever.retrieve(question, principal)
         answer = answerer.answer(question, retrieval, principal, on_token=on_token)
         latency = {**load, **retrieval.latency_ms, **answer.latency_ms, "total": (time.perf_counter() - t0) * 1000}
-        return replace(answer, latency_ms=latency)
+        answer = replace(answer, latency_ms=latency)
+        if lookup is not None:
+            lookup.store(answer)
+        return answer
 
     def sources(self, principal: Principal | None = None) -> list[DocRecord]:
         """Ingested documents with chunk count, ACL, modification and sync times: every one (the admin
         view) or, with ``principal``, only those it may read."""
         docs = self.store.documents()
         return docs if principal is None else [d for d in docs if principal.can_read(d.acl)]
-
-
-def _place_root(roots: RootSet, real: Path, acl: Acl | None) -> None:
-    """Record ``real`` as a root, or check it fits the root it lies in; refuse two defaults for one file."""
-    def shown(a: Acl | None) -> str:
-        return f"--acl {','.join(a.tokens())}" if a else "no --acl"
-
-    enclosing = roots.containing(real)
-    if enclosing == real:  # the root itself: an explicit --acl changes its default, none keeps it
-        if acl is not None:
-            roots.roots[real] = acl
-        return
-    if enclosing is not None:
-        current = roots.roots[enclosing]
-        if acl is not None and acl != current:
-            raise RagtuneError(
-                f"{real} is inside {enclosing}, ingested with {shown(current)}: its files without an ACL of their "
-                f"own get that. Give this folder an _acl.yaml instead, or re-ingest {enclosing} with the new --acl"
-            )
-        return
-    for nested in roots.inside(real):
-        if roots.roots[nested] != acl:
-            raise RagtuneError(
-                f"{nested} was ingested with {shown(roots.roots[nested])} and lies inside {real} ({shown(acl)}): "
-                f"pass the same --acl, or give {nested} an _acl.yaml and run `ragtune roots remove {nested}` first"
-            )
-        del roots.roots[nested]
-    roots.roots[real] = acl

@@ -72,3 +72,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     yield Server(url, project, keys)
     uv.should_exit = True
     thread.join(timeout=30)
+
+
+# The shared server must not throttle the tests that share it (several poll it quickly): its per-key rate
+# limit is set high here; tests/server/test_limits.py checks a tiny one on its own server.
+__import__("os").environ.setdefault("RAGTUNE_SERVICE__RATE_LIMIT_PER_MINUTE", "1000000")

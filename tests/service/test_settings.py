@@ -29,7 +29,10 @@ def test_defaults_and_the_template_block(tmp_path: Path) -> None:
     assert (s.host, s.port, s.keys_path, s.oidc_issuer) == ("127.0.0.1", 8000, Path("service/keys.sqlite"), "")
     assert (s.oidc_algorithms, s.oidc_leeway_s, s.oidc_default_role) == (["RS256", "ES256"], 60.0, "reader")
     # the commented block in the template, uncommented, is a valid section
-    block = [ln[2:] for ln in CONFIG_TEMPLATE.splitlines() if ln.startswith("# service:") or ln.startswith("#   ")]
+    lines = CONFIG_TEMPLATE.splitlines()
+    start = lines.index("# service:")
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith("#   ")), len(lines))
+    block = [ln[2:] for ln in lines[start:end]]  # the service block only, not the blocks after it
     uncommented = yaml.safe_load("\n".join(block))["service"]
     assert uncommented["oidc_algorithms"] == ["RS256", "ES256"] and uncommented["keys_path"] == "service/keys.sqlite"
     with (tmp_path / "p" / "ragtune.yaml").open("a", encoding="utf-8") as f:

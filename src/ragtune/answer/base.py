@@ -16,6 +16,8 @@ import numpy as np
 
 from ragtune.core import Answer, Hit, Principal
 from ragtune.models.embedder import Embedder
+from ragtune.observability.metrics import record_answer, record_stages
+from ragtune.observability.tracing import span
 from ragtune.retrieval.hybrid import Retrieval
 
 ABSTAIN_TEXT = "No accessible source supports an answer to this question."
@@ -62,14 +64,21 @@ class GatedAnswerer:
                on_token: Callable[[str], None] | None = None) -> Answer:
         """Answer from the retrieval's hits (already ACL-filtered by the store; checked again here) or abstain."""
         t0 = time.perf_counter()
-        query_vector = retrieval.query_vector
-        if query_vector is None:
-            query_vector = self.embedder.embed([question])[0]
-        hits = retrieval.hits
-        readable = relevant_readable(hits, principal, self.context_chunks, self.embedder, query_vector,
-                                     self.min_relevance)
-        answer = self._compose(question, readable, hits, principal, query_vector, t0, on_token) if readable else None
-        return answer if answer is not None else abstention(question, hits, t0)
+        with span("answer", answerer=type(self).__name__, hits=len(retrieval.hits)) as sp:
+            query_vector = retrieval.query_vector
+            if query_vector is None:
+                query_vector = self.embedder.embed([question])[0]
+            hits = retrieval.hits
+            readable = relevant_readable(hits, principal, self.context_chunks, self.embedder, query_vector,
+                                         self.min_relevance)
+            answer = (self._compose(question, readable, hits, principal, query_vector, t0, on_token)
+                      if readable else None)
+            answer = answer if answer is not None else abstention(question, hits, t0)
+            sp.set(readable=len(readable), abstained=answer.abstained, citations=len(answer.citations),
+                   chunk_ids=[c.chunk.chunk_id for c in answer.citations])
+        record_stages(answer.latency_ms)
+        record_answer(answer.abstained)
+        return answer
 
     def _compose(self, question: str, readable: list[Hit], hits: Sequence[Hit], principal: Principal,
                  query_vector: np.ndarray, started: float, on_token: Callable[[str], None] | None) -> Answer | None:

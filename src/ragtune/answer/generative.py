@@ -20,6 +20,7 @@ from ragtune.core import Answer, Citation, Hit, Principal
 from ragtune.errors import RagtuneError, StructuredOutputError
 from ragtune.models.embedder import Embedder
 from ragtune.models.generator import Generator, Message
+from ragtune.observability.tracing import span
 from ragtune.text import CITATION, QUERY_STOP_WORDS, citation_numbers, content_terms, head_line, split_sentences
 
 SYSTEM_PROMPT = (
@@ -85,8 +86,10 @@ class GenerativeAnswerer(GatedAnswerer):
                  query_vector: np.ndarray, started: float, on_token: Callable[[str], None] | None) -> Answer:
         """Generate an answer citing the sources; invalid citations are dropped and flagged."""
         t0 = started
-        raw = self.generator.generate(build_messages(question, readable), max_tokens=self.max_tokens,
-                                      on_token=on_token)
+        with span("generate", generator=self.generator.name, sources=len(readable), max_tokens=self.max_tokens) as sp:
+            raw = self.generator.generate(build_messages(question, readable), max_tokens=self.max_tokens,
+                                          on_token=on_token)
+            sp.set(output_chars=len(raw))
         gen_ms = (time.perf_counter() - t0) * 1000
         # The ACL is checked again per cited source: the prompt held only readable chunks, but a citation
         # is shown only if it still points to one.

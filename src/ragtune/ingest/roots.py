@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ragtune.core import Acl
+from ragtune.errors import RagtuneError
 from ragtune.store.state import SyncState
 
 
@@ -68,3 +69,31 @@ def load_roots(state: SyncState) -> RootSet:
 def save_roots(state: SyncState, roots: RootSet) -> None:
     """Record the roots (atomically)."""
     state.set_roots({str(k): (v.tokens() if v else []) for k, v in sorted(roots.roots.items())})
+
+
+def place_root(roots: RootSet, real: Path, acl: Acl | None) -> None:
+    """Record ``real`` as a root, or check it fits the root it lies in; refuse two defaults for one file."""
+    def shown(a: Acl | None) -> str:
+        return f"--acl {','.join(a.tokens())}" if a else "no --acl"
+
+    enclosing = roots.containing(real)
+    if enclosing == real:  # the root itself: an explicit --acl changes its default, none keeps it
+        if acl is not None:
+            roots.roots[real] = acl
+        return
+    if enclosing is not None:
+        current = roots.roots[enclosing]
+        if acl is not None and acl != current:
+            raise RagtuneError(
+                f"{real} is inside {enclosing}, ingested with {shown(current)}: its files without an ACL of their "
+                f"own get that. Give this folder an _acl.yaml instead, or re-ingest {enclosing} with the new --acl"
+            )
+        return
+    for nested in roots.inside(real):
+        if roots.roots[nested] != acl:
+            raise RagtuneError(
+                f"{nested} was ingested with {shown(roots.roots[nested])} and lies inside {real} ({shown(acl)}): "
+                f"pass the same --acl, or give {nested} an _acl.yaml and run `ragtune roots remove {nested}` first"
+            )
+        del roots.roots[nested]
+    roots.roots[real] = acl

@@ -11,6 +11,8 @@ from typing import Any
 from ragtune.answer.base import ABSTAIN_TEXT
 from ragtune.core import Answer, Principal
 from ragtune.errors import ConfigError
+from ragtune.observability.metrics import record_stages, record_verification
+from ragtune.observability.tracing import span
 from ragtune.pipelines.spec import (
     AnswerStep,
     ClassifyStep,
@@ -154,14 +156,21 @@ class PipelineRunner:
                 result.answer = answerer.answer(text, retrieval, principal)
             elif isinstance(step, ClassifyStep):
                 clf = self._classifier(step)
-                (out,) = classify_texts(clf, [text], top_k=step.top_k, threshold=step.threshold)
+                with span("classify", model=step.model, version=step.version) as sp:
+                    (out,) = classify_texts(clf, [text], top_k=step.top_k, threshold=step.threshold)
+                    sp.set(needs_review=out["label"] == NEEDS_REVIEW, probability=out["probability"])
+                record_stages({"classify": (time.perf_counter() - t0) * 1000})
                 result.labels[step.output or step.model] = LabelResult(step.model, out["label"], out["probability"],
                                                                        out["top_k"])
             elif isinstance(step, VerifyStep):
                 assert result.answer is not None
                 if not result.answer.abstained:
                     checker = self._groundedness(step.model)
-                    report = checker.check_answer(result.answer, threshold=step.threshold)
+                    with span("verify", checker=checker.name, threshold=step.threshold) as sp:
+                        report = checker.check_answer(result.answer, threshold=step.threshold)
+                        sp.set(score=report.score, unsupported=len(report.unsupported))
+                    record_stages({"verify": (time.perf_counter() - t0) * 1000})
+                    record_verification(bool(report.unsupported))
                     result.groundedness = report.score
                     result.groundedness_model = checker.name
                     result.unsupported_sentences = list(report.unsupported)

@@ -12,6 +12,8 @@ import numpy as np
 
 from ragtune.core import Chunk, Hit, Principal
 from ragtune.models.embedder import Embedder
+from ragtune.observability.metrics import record_stages
+from ragtune.observability.tracing import in_context, span
 from ragtune.retrieval.fusion import reciprocal_rank_fusion
 from ragtune.retrieval.rerank import Reranker
 from ragtune.store.base import Store
@@ -69,59 +71,79 @@ class HybridRetriever:
         self.rerank_candidates = rerank_candidates
 
     def _lexical(self, query: str, principal: Principal) -> list[tuple[str, float]]:
-        if self.lexical_isolation:
-            return self.store.lexical_search(query, principal, self.lexical_k, isolated=True)
-        return self.store.lexical_search(query, principal, self.lexical_k)
+        with span("lexical", k=self.lexical_k, isolated=self.lexical_isolation) as sp:
+            if self.lexical_isolation:
+                out = self.store.lexical_search(query, principal, self.lexical_k, isolated=True)
+            else:
+                out = self.store.lexical_search(query, principal, self.lexical_k)
+            sp.set(results=len(out))
+        return out
 
     def retrieve(self, query: str, principal: Principal, top_k: int | None = None) -> Retrieval:
-        """Hits readable by ``principal``, best first; each carries its lexical, dense and fused scores."""
+        """Hits readable by ``principal``, best first; each carries its lexical, dense and fused scores.
+
+        Each stage is a span (``retrieve`` > ``embed``, ``lexical``, ``dense``, ``fuse``, ``rerank``, ``fetch``)
+        and its latency goes to the stage histogram (:mod:`ragtune.observability`)."""
         lat: dict[str, float] = {}
-        # BM25 needs no vector: it runs in a worker thread while the query is embedded and searched densely
-        # (onnxruntime and LanceDB both release the GIL). Each stage's time is its own duration.
-        pending = _POOL.submit(_timed, self._lexical, query, principal) if self.lexical_weight > 0 else None
-        t0 = time.perf_counter()
-        qvec = self.embedder.embed([query])[0]
-        t1 = time.perf_counter()
-        lat["embed_query"] = (t1 - t0) * 1000
-        dense = self.store.dense_search(qvec, principal, self.dense_k) if self.dense_weight > 0 else []
-        lat["dense"] = (time.perf_counter() - t1) * 1000
-        lexical: list[tuple[str, float]] = []
-        lat["lexical"] = 0.0
-        if pending is not None:
-            lexical, lat["lexical"] = pending.result()
-        t3 = time.perf_counter()
         k = top_k or self.top_k
-        fused = reciprocal_rank_fusion(
-            [[cid for cid, _ in lexical], [cid for cid, _ in dense]],
-            k=self.rrf_k,
-            weights=[self.lexical_weight, self.dense_weight],
-        )
-        lex_info = {cid: (rank, s) for rank, (cid, s) in enumerate(lexical, start=1)}
-        dense_info = {cid: (rank, s) for rank, (cid, s) in enumerate(dense, start=1)}
-        t4 = time.perf_counter()
-        lat["fuse"] = (t4 - t3) * 1000
-        chunks: dict[str, Chunk] = {}
-        rerank_scores: dict[str, float] = {}
-        if self.reranker is not None:
-            fused, chunks, rerank_scores = self._rerank(query, principal, fused[: max(k, self.rerank_candidates)])
-            t5 = time.perf_counter()
-            lat["rerank"] = (t5 - t4) * 1000
-            t4 = t5
-        fused = fused[:k]
-        # Only the final top-k are loaded in full; the fetch repeats the ACL filter as a second guard.
-        if self.reranker is None:
-            chunks = self.store.get_chunks([cid for cid, _ in fused], principal)
-        hits = []
-        for cid, score in fused:
-            if cid not in chunks:
-                continue
-            lr, ls = lex_info.get(cid, (None, None))
-            if self.lexical_isolation:
-                ls = None  # the rank still shows that BM25 found it; the score is not published
-            dr, ds = dense_info.get(cid, (None, None))
-            hits.append(Hit(chunks[cid], score, lexical_score=ls, dense_score=ds, lexical_rank=lr, dense_rank=dr,
-                            rerank_score=rerank_scores.get(cid)))
-        lat["fetch"] = (time.perf_counter() - t4) * 1000
+        with span("retrieve", text=query, top_k=k) as root:
+            # BM25 needs no vector: it runs in a worker thread while the query is embedded and searched densely
+            # (onnxruntime and LanceDB both release the GIL). Each stage's time is its own duration.
+            pending = (_POOL.submit(_timed, in_context(self._lexical), query, principal)
+                       if self.lexical_weight > 0 else None)
+            t0 = time.perf_counter()
+            with span("embed", texts=1):
+                qvec = self.embedder.embed([query])[0]
+            t1 = time.perf_counter()
+            lat["embed_query"] = (t1 - t0) * 1000
+            with span("dense", k=self.dense_k) as sp:
+                dense = self.store.dense_search(qvec, principal, self.dense_k) if self.dense_weight > 0 else []
+                sp.set(results=len(dense))
+            lat["dense"] = (time.perf_counter() - t1) * 1000
+            lexical: list[tuple[str, float]] = []
+            lat["lexical"] = 0.0
+            if pending is not None:
+                lexical, lat["lexical"] = pending.result()
+            t3 = time.perf_counter()
+            with span("fuse", lexical=len(lexical), dense=len(dense)) as sp:
+                fused = reciprocal_rank_fusion(
+                    [[cid for cid, _ in lexical], [cid for cid, _ in dense]],
+                    k=self.rrf_k,
+                    weights=[self.lexical_weight, self.dense_weight],
+                )
+                lex_info = {cid: (rank, s) for rank, (cid, s) in enumerate(lexical, start=1)}
+                dense_info = {cid: (rank, s) for rank, (cid, s) in enumerate(dense, start=1)}
+                sp.set(candidates=len(fused))
+            t4 = time.perf_counter()
+            lat["fuse"] = (t4 - t3) * 1000
+            chunks: dict[str, Chunk] = {}
+            rerank_scores: dict[str, float] = {}
+            if self.reranker is not None:
+                candidates = fused[: max(k, self.rerank_candidates)]
+                with span("rerank", reranker=self.reranker.name, candidates=len(candidates)):
+                    fused, chunks, rerank_scores = self._rerank(query, principal, candidates)
+                t5 = time.perf_counter()
+                lat["rerank"] = (t5 - t4) * 1000
+                t4 = t5
+            fused = fused[:k]
+            with span("fetch", requested=len(fused)) as sp:
+                # Only the final top-k are loaded in full; the fetch repeats the ACL filter as a second guard.
+                if self.reranker is None:
+                    chunks = self.store.get_chunks([cid for cid, _ in fused], principal)
+                hits = []
+                for cid, score in fused:
+                    if cid not in chunks:
+                        continue
+                    lr, ls = lex_info.get(cid, (None, None))
+                    if self.lexical_isolation:
+                        ls = None  # the rank still shows that BM25 found it; the score is not published
+                    dr, ds = dense_info.get(cid, (None, None))
+                    hits.append(Hit(chunks[cid], score, lexical_score=ls, dense_score=ds, lexical_rank=lr,
+                                    dense_rank=dr, rerank_score=rerank_scores.get(cid)))
+                sp.set(hits=len(hits))
+            lat["fetch"] = (time.perf_counter() - t4) * 1000
+            root.set(hits=len(hits))
+        record_stages(lat)
         return Retrieval(hits=hits, latency_ms=lat, query_vector=qvec)
 
     def _rerank(self, query: str, principal: Principal, candidates: list[tuple[str, float]]

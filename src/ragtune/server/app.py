@@ -9,6 +9,7 @@ never from the request body, and every error is ``{"error": {"code", "message"}}
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations, which name local dependencies.
 
 import asyncio
+import contextvars
 import json
 import logging
 import threading
@@ -25,6 +26,7 @@ from ragtune import __version__
 from ragtune.audit.trail import Trail, audit_trail
 from ragtune.errors import EmptyCorpusError, ModelNotFoundError, RagtuneError
 from ragtune.project import Project
+from ragtune.server import documents, limits, mcp_server, metrics_routes, openai_compat, operations
 from ragtune.server import schemas as S
 from ragtune.server.deps import ApiError, Service
 from ragtune.server.deps import error_response as _error
@@ -88,8 +90,12 @@ def create_app(project: Project, *, warm_up: bool = True) -> FastAPI:
     @app.middleware("http")
     async def _limit_body(request: Request, call_next: Callable[[Request], Any]) -> Any:
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return _error(413, "body_too_large", f"the request body is over {MAX_BODY_BYTES} bytes; send less")
+        # Uploads have their own limit (service.max_upload_mb, plus room for the multipart envelope).
+        upload = request.method == "POST" and request.url.path == "/v1/documents"
+        limit = int(project.settings.service.max_upload_mb * 1e6) + 64_000 if upload else MAX_BODY_BYTES
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            code = "upload_too_large" if upload else "body_too_large"
+            return _error(413, code, f"the request body is over {limit} bytes; send less")
         return await call_next(request)
 
     caller, ready = service.caller, service.require_ready
@@ -149,6 +155,13 @@ def create_app(project: Project, *, warm_up: bool = True) -> FastAPI:
                              scores=[round(p, 4) for _, p in results])
 
     # Route modules (see ragtune.server.deps): one include per module.
+    app.include_router(documents.router(service))
+    app.include_router(operations.router(service))
+    limits.install(app, service)  # rate limit and timeout (middleware)
+    app.include_router(openai_compat.router(service))
+    app.include_router(mcp_server.router(service))
+    app.include_router(metrics_routes.router(service))
+    metrics_routes.install(app, service)
     return app
 
 
@@ -183,7 +196,7 @@ async def _stream_answer(project: Project, question: str, identity: Identity) ->
                                       ("error", {"code": "internal_error", "message": "the answer failed; see the "
                                                                                       "server log"}))
 
-    worker = loop.run_in_executor(None, work)
+    worker = loop.run_in_executor(None, contextvars.copy_context().run, work)  # keeps the request id
     while True:
         event, data = await queue.get()
         yield _sse(event, data if event != "token" else {"text": data})

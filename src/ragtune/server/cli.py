@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from ragtune.cli_common import ProjectOpt, err
 
@@ -23,6 +24,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default service.host, 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default service.port, 8000).")] = None,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes; each loads the model once.")] = 1,
+    log_format: Annotated[str | None, typer.Option(
+        "--log-format", help="text, or json: one JSON object per log line with the request id (default "
+                             "observability.log_format, text).")] = None,
     project: ProjectOpt = None,
 ) -> None:
     """Serve the REST API: ask (JSON or server-sent events), search, classify, whoami, /healthz, /readyz.
@@ -32,11 +36,20 @@ def serve(
     /readyz answers 503 until the embedder is loaded and the index is open. The OpenAPI document is at
     /openapi.json, the interactive one at /docs. Binds 127.0.0.1 unless told otherwise: put a TLS-terminating
     proxy in front of it before exposing it.
+
+    Observability (docs/observability.md): GET /metrics is the Prometheus exposition (no credential, no user
+    data); every response carries X-Request-ID (the caller's, else a new one); spans of every stage go over
+    OTLP when observability.otlp_endpoint is set. Question and document text stay out of spans and logs.
     """
     import uvicorn
 
     from ragtune.config import load_settings
 
+    if log_format is not None:
+        if log_format not in ("text", "json"):
+            err.print(f"--log-format must be text or json, not {escape(log_format)!r}")
+            raise typer.Exit(2)
+        os.environ["RAGTUNE_OBSERVABILITY__LOG_FORMAT"] = log_format  # the workers read it from their settings
     settings = load_settings(project)
     os.environ["RAGTUNE_PROJECT_DIR"] = str(Path(settings.project_dir).resolve())
     host = host or settings.service.host

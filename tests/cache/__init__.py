@@ -1,0 +1,1 @@
+"""Tests of the permission-aware answer cache."""

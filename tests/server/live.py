@@ -1,0 +1,66 @@
+"""A real uvicorn server on 127.0.0.1 for one project, for tests that need their own settings (tiny limits, their
+own registry) so the shared ``server`` fixture is not changed by them."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import uvicorn
+from helpers import write
+
+from ragtune.config import init_project
+from ragtune.project import Project
+from ragtune.server.app import create_app
+
+
+def free_port() -> int:
+    """A port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def small_project(root: Path, service: dict[str, Any] | None = None) -> Project:
+    """A project with one ops document (readable by group ops) and ``service`` settings overridden."""
+    write(root / "docs" / "ops" / "backups.md", "# Backups\n\nBackups are kept for ninety days in two regions.\n")
+    init_project(root / "p")
+    project = Project.open(root / "p")
+    if service:
+        project.settings = project.settings.model_copy(update={
+            "service": project.settings.service.model_copy(update=service)})
+    from ragtune.ingest.acl import parse_acl_option
+
+    project.ingest(root / "docs", parse_acl_option("group:ops"))
+    return project
+
+
+@contextmanager
+def serve(project: Project) -> Iterator[str]:
+    """Serve ``project`` until the block ends; yields the base URL once ``/readyz`` answers 200."""
+    server = uvicorn.Server(uvicorn.Config(create_app(project), host="127.0.0.1", port=free_port(),
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.config.port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx2.get(f"{url}/readyz", timeout=5).status_code == 200:
+                break
+        except httpx2.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("the test server never became ready")
+        time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
