@@ -72,6 +72,9 @@ def _main(
 ) -> None:
     """RAG with per-document permissions and citations, calibrated fine-tuned classifiers, hybrid pipelines and
     an advisor that recommends the architecture from evidence."""
+    from ragtune.security.egress_cli import guard_command  # egress allowlist, docs/deployment.md
+
+    guard_command(sys.argv[1:])  # Click has consumed the command's own arguments by now
 
 
 @app.command()

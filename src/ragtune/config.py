@@ -239,6 +239,28 @@ class ObservabilitySettings(_Section):
     include_text: bool = False
 
 
+class SecuritySettings(_Section):
+    """Process-wide controls (docs/deployment.md, "Egress allowlist").
+
+    ``egress: allowlist`` (the default) refuses every outbound connection but loopback, Unix sockets and the
+    destinations configured here: ``generator.base_url`` (unless extractive), ``observability.otlp_endpoint``,
+    ``service.oidc_issuer``/``oidc_jwks_url`` and each ``egress_allow`` entry (a host, IP, CIDR, host:port or
+    URL). So no library's telemetry or model-hub call can carry text off the machine. ``off`` turns it off.
+    """
+
+    egress: Literal["allowlist", "off"] = "allowlist"
+    egress_allow: list[str] = Field(default_factory=list)
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _valid_entries(cls, value: list[str]) -> list[str]:
+        from ragtune.security.egress import parse_entry
+
+        for entry in value:
+            parse_entry(entry)
+        return value
+
+
 class Settings(BaseSettings):
     """All settings of one ragtune project."""
 
@@ -259,6 +281,7 @@ class Settings(BaseSettings):
     audit: AuditSettings = AuditSettings()
     cache: CacheSettings = CacheSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    security: SecuritySettings = SecuritySettings()
 
     @classmethod
     def settings_customise_sources(

@@ -30,7 +30,8 @@ generator:
   kind: extractive     # extractive (quotes sources, no model), llamacpp (local SmolLM2), openai (any compatible API)
   base_url: ""         # openai kind: e.g. https://api.openai.com/v1 or http://127.0.0.1:8080/v1
   model: ""            # openai kind: the model name the endpoint expects
-  api_key_env: RAGTUNE_LLM_API_KEY  # the key comes from this variable or ~/.config/ragtune/secrets.yaml, never here
+  api_key_env: RAGTUNE_LLM_API_KEY  # the key: this variable, a file named by RAGTUNE_LLM_API_KEY_FILE, or
+                                    # ~/.config/ragtune/secrets.yaml — never this file
   max_tokens: 256
 
 retrieval:
@@ -93,4 +94,9 @@ cache:
 #   service_name: ragtune
 #   log_format: text                  # json: one JSON object per line, with the request id
 #   include_text: false               # true: questions and document text may appear in spans (never by default)
+
+# Outbound connections (docs/deployment.md): only loopback and the destinations configured above are allowed.
+security:
+  egress: allowlist    # off: no in-process egress guard
+  egress_allow: []     # more destinations: host, IP, CIDR, host:port or URL
 """

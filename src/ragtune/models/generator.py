@@ -20,6 +20,7 @@ import yaml
 
 from ragtune.errors import ConfigError, GenerationError
 from ragtune.security.redact import redact
+from ragtune.security.secret_files import read_secret_file
 
 Message = dict[str, str]
 API_KEY_ENV = "RAGTUNE_LLM_API_KEY"
@@ -57,11 +58,16 @@ def default_secrets_file() -> Path:
 
 
 def resolve_api_key(env_var: str = API_KEY_ENV, secrets_file: Path | None = None) -> str | None:
-    """The API key from ``env_var``, else ``llm_api_key`` in the secrets file, else None.
+    """The API key from ``env_var``, else the file named by ``<env_var>_FILE`` (a platform-mounted secret), else
+    ``llm_api_key`` in the secrets file, else None.
 
-    The secrets file must be readable by its owner only (like an ssh key); no error ever quotes its content.
+    Both files must be readable by their owner only (like an ssh key), except mounted secrets under /run/secrets
+    or /var/run/secrets; no error ever quotes their content.
     """
     key = os.environ.get(env_var)
+    if key:
+        return key
+    key = read_secret_file(env_var)
     if key:
         return key
     path = secrets_file or default_secrets_file()

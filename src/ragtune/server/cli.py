@@ -15,9 +15,12 @@ from ragtune.cli_common import ProjectOpt, err
 def create_from_env() -> object:
     """The app for ``RAGTUNE_PROJECT_DIR`` (the factory uvicorn's workers call, each in its own process)."""
     from ragtune.project import Project
+    from ragtune.security.egress import guard_from_settings
     from ragtune.server.app import create_app
 
-    return create_app(Project.open(None))
+    project = Project.open(None)
+    guard_from_settings(project.settings)  # each worker process: egress only to the configured destinations
+    return create_app(project)
 
 
 def serve(
@@ -40,6 +43,10 @@ def serve(
     Observability (docs/observability.md): GET /metrics is the Prometheus exposition (no credential, no user
     data); every response carries X-Request-ID (the caller's, else a new one); spans of every stage go over
     OTLP when observability.otlp_endpoint is set. Question and document text stay out of spans and logs.
+
+    Deployment (docs/deployment.md): outbound connections go only to loopback, the generator, the OTLP and OIDC
+    addresses and security.egress_allow (others are refused and logged; security.egress: off disables it); the
+    generator's key may come from a file named by RAGTUNE_LLM_API_KEY_FILE.
     """
     import uvicorn
 
