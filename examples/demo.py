@@ -1,5 +1,6 @@
 """`make demo`: ingest the sample policy corpus, ask the same questions as two users, train and use a
-support-triage classifier, then run the two hybrid pipelines (compliance copilot, support triage).
+support-triage classifier, run the two hybrid pipelines (compliance copilot, support triage), and finally
+serve the project with `ragtune serve` and ask the same question over HTTP as alice and bob, each with an API key.
 
 alice (group retail) may read the public and retail policies; bob (group media) the public and media ones.
 Each answer cites only what its asker may read, so the two users get different answers and sources.
@@ -9,13 +10,18 @@ Runs the real `ragtune` commands in-process (so the model loads once) and prints
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
+import subprocess
 import sys
+import time
 from contextlib import redirect_stdout
 from io import StringIO
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from ragtune.cli import app
 
@@ -70,6 +76,7 @@ def main() -> None:
     console.print("\n[green]Each user was answered only from policies their groups may read.[/green]")
     tuning_demo()
     pipelines_demo()
+    service_demo(questions[0])
 
 
 def tuning_demo() -> None:
@@ -107,6 +114,66 @@ def pipelines_demo() -> None:
     for message in ("When will my new card arrive?", "Someone stole my bag with my card in it",
                     "Is the app available in French?"):
         ragtune("run", "support-triage", message, "--user", "carol", "--project", str(PROJECT))
+
+
+def service_demo(question: str) -> None:
+    """Serve the project briefly; alice and bob each ask over HTTP with their own API key (the OpenAI client
+    against /v1/chat/completions), and their citations differ because their keys carry different groups."""
+    import httpx2
+    from openai import OpenAI
+
+    from ragtune.project import Project
+
+    console.rule("[bold]Service: ragtune serve, two API keys, the OpenAI client")
+    store = Project.open(PROJECT).key_store
+    keys = {}
+    for user, group in USERS.items():
+        console.print(f"[bold cyan]$ ragtune keys create --user {user} --groups {group} --role reader[/bold cyan]")
+        _, keys[user] = store.create(user, [group], "reader", note="make demo")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    console.print(f"[bold cyan]$ ragtune serve --port {port}[/bold cyan]")
+    env = {**os.environ, "RAGTUNE_PROJECT_DIR": str(PROJECT)}
+    server = subprocess.Popen([str(Path(sys.executable).with_name("ragtune")), "serve", "--port", str(port),
+                               "--project", str(PROJECT)], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx2.get(f"{url}/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("demo failed: ragtune serve did not become ready "
+                                 f"(run `ragtune serve --project {PROJECT}` to see why)")
+            time.sleep(0.2)
+        cited: dict[str, set[str]] = {}
+        for user, group in USERS.items():
+            client = OpenAI(base_url=f"{url}/v1", api_key=keys[user], max_retries=0)
+            reply = client.chat.completions.create(model="ragtune", messages=[{"role": "user", "content": question}])
+            citations = (reply.model_extra or {}).get("citations", [])
+            cited[user] = {Path(c["path"]).parent.name + "/" + Path(c["path"]).name for c in citations}
+            console.print(f"[bold]{user}[/bold] (key with group {group}) → POST /v1/chat/completions")
+        console.print(f"\n{escape(question)}")
+        for user in USERS:
+            console.print(f"  [bold]{user:5s}[/bold] cited: {escape(', '.join(sorted(cited[user])) or '(abstained)')}")
+        for user, group in USERS.items():
+            outside = {p for p in cited[user] if p.split("/")[0] not in {"public", group}}
+            if outside:
+                raise SystemExit(f"demo failed: the server showed {user} {sorted(outside)}, outside group {group}")
+        if cited["alice"] == cited["bob"]:
+            raise SystemExit("demo failed: alice and bob got the same citations over HTTP")
+        console.print("[green]Over HTTP too, each key was answered only from what its groups may read.[/green]")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        for record in store.list():  # the demo's keys do not outlive it
+            if record.note == "make demo" and not record.revoked:
+                store.revoke(record.key_id)
 
 
 if __name__ == "__main__":

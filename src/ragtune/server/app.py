@@ -35,7 +35,7 @@ from ragtune.service.identity import AuthError, Identity
 log = logging.getLogger("ragtune.server")
 MAX_BODY_BYTES = 1_000_000
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": S.ErrorOut} for code in (400, 401, 403, 404, 413, 422, 503)
+    code: {"model": S.ErrorOut} for code in (400, 401, 403, 404, 413, 422, 429, 500, 503, 504)
 }
 
 
