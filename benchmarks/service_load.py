@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -59,6 +58,7 @@ from _common import (  # noqa: E402
 from ragtune.config import init_project  # noqa: E402
 from ragtune.core import Acl, Principal  # noqa: E402
 from ragtune.project import Project  # noqa: E402
+from ragtune.server.local import free_port, wait_ready  # noqa: E402
 
 SECTION = "Service load (SciFact, loopback HTTP)"
 OVERHEAD_SECTION = "Service HTTP overhead and answer cache (SciFact, loopback HTTP)"
@@ -107,17 +107,9 @@ def client_groups(i: int) -> frozenset[str]:
     return frozenset({first, GROUPS[(i + 2) % len(GROUPS)]} if i % 2 else {first})
 
 
-def free_port() -> int:
-    """A port nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def server(project_dir: Path, log: Path, env: dict[str, str]) -> Iterator[str]:
     """``ragtune serve`` in a subprocess until the block ends; yields its URL once ``/readyz`` answers 200."""
-    import httpx2
 
     port = free_port()
     exe = Path(sys.executable).with_name("ragtune")
@@ -127,18 +119,8 @@ def server(project_dir: Path, log: Path, env: dict[str, str]) -> Iterator[str]:
                                 stdout=fh, stderr=fh, env=full_env)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"ragtune serve exited with status {proc.returncode}; see {log}")
-            try:
-                if httpx2.get(f"{url}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"ragtune serve was not ready within 180 s; see {log}")
-            time.sleep(0.2)
+        if not wait_ready(url, 180, alive=lambda: proc.poll() is None):
+            raise SystemExit(f"ragtune serve exited ({proc.returncode}) or was not ready within 180 s; see {log}")
         yield url
     finally:
         proc.terminate()

@@ -12,10 +12,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from contextlib import redirect_stdout
 from io import StringIO
 from pathlib import Path
@@ -24,6 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ragtune.cli import app
+from ragtune.server.local import free_port, wait_ready
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "data" / "policies" / "corpus"
@@ -119,7 +118,6 @@ def pipelines_demo() -> None:
 def service_demo(question: str) -> None:
     """Serve the project briefly; alice and bob each ask over HTTP with their own API key (the OpenAI client
     against /v1/chat/completions), and their citations differ because their keys carry different groups."""
-    import httpx2
     from openai import OpenAI
 
     from ragtune.project import Project
@@ -130,9 +128,7 @@ def service_demo(question: str) -> None:
     for user, group in USERS.items():
         console.print(f"[bold cyan]$ ragtune keys create --user {user} --groups {group} --role reader[/bold cyan]")
         _, keys[user] = store.create(user, [group], "reader", note="make demo")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     console.print(f"[bold cyan]$ ragtune serve --port {port}[/bold cyan]")
     env = {**os.environ, "RAGTUNE_PROJECT_DIR": str(PROJECT)}
     server = subprocess.Popen([str(Path(sys.executable).with_name("ragtune")), "serve", "--port", str(port),
@@ -140,17 +136,9 @@ def service_demo(question: str) -> None:
                               stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx2.get(f"{url}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("demo failed: ragtune serve did not become ready "
-                                 f"(run `ragtune serve --project {PROJECT}` to see why)")
-            time.sleep(0.2)
+        if not wait_ready(url, 120, alive=lambda: server.poll() is None):
+            raise SystemExit("demo failed: ragtune serve did not become ready "
+                             f"(run `ragtune serve --project {PROJECT}` to see why)")
         cited: dict[str, set[str]] = {}
         for user, group in USERS.items():
             client = OpenAI(base_url=f"{url}/v1", api_key=keys[user], max_retries=0)

@@ -3,9 +3,7 @@ and API keys for several users and roles."""
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -17,6 +15,7 @@ from helpers import write
 from ragtune.config import init_project
 from ragtune.project import Project
 from ragtune.server.app import create_app
+from ragtune.server.local import free_port, wait_ready
 
 
 @dataclass
@@ -28,12 +27,6 @@ class Server:
     def client(self, key: str | None = None) -> httpx2.Client:
         headers = {"Authorization": f"Bearer {self.keys[key]}"} if key else {}
         return httpx2.Client(base_url=self.url, headers=headers, timeout=60)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="package")
@@ -53,21 +46,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         record, keys[name] = project.key_store.create(user, groups, role)
         if name == "revoked":
             project.key_store.revoke(record.key_id)
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(create_app(project), host="127.0.0.1", port=port, log_level="warning")
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx2.get(f"{url}/readyz", timeout=5).status_code == 200:
-                break
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.2)
-    else:
+    if not wait_ready(url, 120):
         raise RuntimeError("the test server never became ready")
     yield Server(url, project, keys)
     uv.should_exit = True

@@ -3,28 +3,19 @@ own registry) so the shared ``server`` fixture is not changed by them."""
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import uvicorn
 from helpers import write
 
 from ragtune.config import init_project
 from ragtune.project import Project
 from ragtune.server.app import create_app
-
-
-def free_port() -> int:
-    """A port nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from ragtune.server.local import free_port, wait_ready
 
 
 def small_project(root: Path, service: dict[str, Any] | None = None) -> Project:
@@ -49,16 +40,8 @@ def serve(project: Project) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.config.port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx2.get(f"{url}/readyz", timeout=5).status_code == 200:
-                break
-        except httpx2.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError("the test server never became ready")
-        time.sleep(0.1)
+    if not wait_ready(url, 120):
+        raise RuntimeError("the test server never became ready")
     try:
         yield url
     finally:

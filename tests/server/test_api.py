@@ -125,3 +125,20 @@ def test_asks_are_audited_with_the_callers_role(server: Server) -> None:
     assert (last["route"], last["principal"], last["role"], last["outcome"]) == ("api:ask", "eve", "editor",
                                                                                  "answered")
     assert verify(log).ok and b"ninety" not in log.read_bytes()
+
+
+def test_wait_ready_gives_up_at_once_when_the_server_process_is_gone() -> None:
+    import time
+
+    from ragtune.server.local import free_port, wait_ready
+
+    t0 = time.monotonic()
+    assert not wait_ready(f"http://127.0.0.1:{free_port()}", 60, alive=lambda: False)
+    assert not wait_ready(f"http://127.0.0.1:{free_port()}", 0.5)  # nothing listens: False after the timeout
+    assert time.monotonic() - t0 < 10
+
+
+def test_wait_ready_sees_the_running_server(server: Server) -> None:
+    from ragtune.server.local import wait_ready
+
+    assert wait_ready(server.url, 5)
