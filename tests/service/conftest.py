@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
-from .oidc_provider import Provider, SigningKey, ec_key, rsa_key, serve
+from oidc_provider import Provider, SigningKey, ec_key, rsa_key, serve
 
 
 @pytest.fixture(scope="session")

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from oidc_provider import AUDIENCE, Provider
 
 from ragtune.service.credentials import authenticate
 from ragtune.service.identity import AuthError, Role
 from ragtune.service.keys import KeyStore
 from ragtune.service.oidc import OidcVerifier
-
-from .oidc_provider import AUDIENCE, Provider
 
 
 def refused(header: str | None, keys: KeyStore, oidc: OidcVerifier | None, code: str) -> None:

@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from oidc_provider import AUDIENCE, Provider, ec_key, rsa_key
 
 from ragtune.errors import ConfigError
 from ragtune.service.identity import AuthError, Role
 from ragtune.service.oidc import OidcVerifier
-
-from .oidc_provider import AUDIENCE, Provider, ec_key, rsa_key
 
 
 class Clock:

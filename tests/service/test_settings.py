@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from oidc_provider import AUDIENCE, Provider
 
 from ragtune.config import CONFIG_TEMPLATE, init_project, load_settings
 from ragtune.errors import ConfigError
 from ragtune.service.identity import Role
 from ragtune.service.keys import KeyStore
 from ragtune.service.oidc import OidcVerifier
-
-from .oidc_provider import AUDIENCE, Provider
 
 
 def project(tmp_path: Path, service_yaml: str = "") -> Path:
