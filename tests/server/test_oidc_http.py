@@ -45,7 +45,7 @@ def test_a_valid_token_answers_as_its_groups(oidc_server: tuple[str, Provider]) 
 def test_every_bad_token_is_refused_with_its_code_and_no_data(oidc_server: tuple[str, Provider], kind: str) -> None:
     url, provider = oidc_server
     now = int(time.time())
-    claims = {"sub": "olga", "groups": ["ops"]}
+    claims: dict[str, object] = {"sub": "olga", "groups": ["ops"]}
     token, code = {
         "expired": (provider.token(claims={**claims, "exp": now - 3600, "iat": now - 7200}), "expired_token"),
         "not_yet_valid": (provider.token(claims={**claims, "nbf": now + 3600}), "token_not_yet_valid"),
