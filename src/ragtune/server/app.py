@@ -13,7 +13,7 @@ import contextvars
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractContextManager as ContextManager
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -37,6 +37,25 @@ MAX_BODY_BYTES = 1_000_000
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": S.ErrorOut} for code in (400, 401, 403, 404, 413, 422, 429, 500, 503, 504)
 }
+
+
+class BodyLimit:
+    """Pure ASGI middleware: 413 before the route for a declared body over 1 MB (uploads: ``upload_bytes``, the
+    upload limit plus room for the multipart envelope). Pure ASGI, as it runs on every request."""
+
+    def __init__(self, app: Any, upload_bytes: int) -> None:
+        self.app, self.upload_bytes = app, upload_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length")
+            upload = scope["method"] == "POST" and scope["path"] == "/v1/documents"
+            limit = self.upload_bytes if upload else MAX_BODY_BYTES
+            if length is not None and (not length.isdigit() or int(length) > limit):
+                code = "upload_too_large" if upload else "body_too_large"
+                await _error(413, code, f"the request body is over {limit} bytes; send less")(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(project: Project, *, warm_up: bool = True) -> FastAPI:
@@ -87,16 +106,7 @@ def create_app(project: Project, *, warm_up: bool = True) -> FastAPI:
         message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
         return _error(422, "invalid_request", f"{where}: {message}" if where else message)
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next: Callable[[Request], Any]) -> Any:
-        length = request.headers.get("content-length")
-        # Uploads have their own limit (service.max_upload_mb, plus room for the multipart envelope).
-        upload = request.method == "POST" and request.url.path == "/v1/documents"
-        limit = int(project.settings.service.max_upload_mb * 1e6) + 64_000 if upload else MAX_BODY_BYTES
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            code = "upload_too_large" if upload else "body_too_large"
-            return _error(413, code, f"the request body is over {limit} bytes; send less")
-        return await call_next(request)
+    app.add_middleware(BodyLimit, upload_bytes=int(project.settings.service.max_upload_mb * 1e6) + 64_000)
 
     caller, ready = service.caller, service.require_ready
 
