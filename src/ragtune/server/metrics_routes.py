@@ -12,10 +12,9 @@ the response), makes the app's metrics current for the request, opens its span, 
 import logging
 import time
 import weakref
-from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Response
 
 from ragtune.observability import logs, tracing
 from ragtune.observability.metrics import Metrics, reset_current
@@ -62,30 +61,50 @@ def install(app: FastAPI, service: Service) -> None:
     logs.configure_logging(settings.log_format)
     metrics = metrics_of(service)
 
-    @app.middleware("http")
-    async def _observe(request: Request, call_next: Callable[[Request], Any]) -> Any:
-        rid = logs.new_request_id(request.headers.get("x-request-id"))
-        rid_token, metrics_token = logs.request_id.set(rid), metrics.activate()
-        started, status = time.perf_counter(), 500
+    app.add_middleware(Observe, metrics=metrics)
+
+
+class Observe:
+    """Pure ASGI middleware (it runs on every request, in the request's own task, so context variables reach the
+    route): the request id (echoed as ``X-Request-ID``), the app's metrics made current, the ``request`` span,
+    request counts and durations by route template, and one access log line."""
+
+    def __init__(self, app: Any, metrics: Any) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        incoming = headers.get(b"x-request-id")
+        rid = logs.new_request_id(incoming.decode("latin-1") if incoming is not None else None)
+        rid_token, metrics_token = logs.request_id.set(rid), self.metrics.activate()
+        started, status, method = time.perf_counter(), 500, scope["method"]
+
+        async def send_with_id(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"x-request-id", rid.encode("latin-1"))]}
+            await send(message)
+
         try:
-            with tracing.span("request", method=request.method, request_id=rid) as sp:
-                response = await call_next(request)
-                status = response.status_code
-                sp.set(route=_route(request), status=status)
-            response.headers["X-Request-ID"] = rid
-            return response
+            with tracing.span("request", method=method, request_id=rid) as sp:
+                await self.app(scope, receive, send_with_id)
+                sp.set(route=_route_of(scope), status=status)
         finally:
-            route, seconds = _route(request), time.perf_counter() - started
-            metrics.requests.labels(route, request.method, str(status)).inc()
-            metrics.request_seconds.labels(route).observe(seconds)
-            access_log.info("request", extra={"route": route, "method": request.method, "status": status,
+            route, seconds = _route_of(scope), time.perf_counter() - started
+            self.metrics.requests.labels(route, method, str(status)).inc()
+            self.metrics.request_seconds.labels(route).observe(seconds)
+            access_log.info("request", extra={"route": route, "method": method, "status": status,
                                               "duration_ms": round(seconds * 1000, 2)})
             reset_current(metrics_token)
             logs.request_id.reset(rid_token)
 
 
-def _route(request: Request) -> str:
+def _route_of(scope: Any) -> str:
     """The matched route's template (``/v1/models/{name}``), never the raw path; ``unmatched`` otherwise."""
-    route = request.scope.get("route")
-    path = getattr(route, "path", None)
+    path = getattr(scope.get("route"), "path", None)
     return path if isinstance(path, str) else "unmatched"
