@@ -3,6 +3,8 @@ corpora on disk."""
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ from helpers import write  # noqa: E402
 
 from ragtune.models.embedder import MiniLMEmbedder  # noqa: E402
 from ragtune.models.generator import LlamaCppGenerator  # noqa: E402
+from ragtune.observability import logs  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +35,20 @@ def local() -> Iterator[LlamaCppGenerator]:
     gen.warm_up()
     yield gen
     gen.close()
+
+
+@pytest.fixture
+def json_log() -> Iterator[io.StringIO]:
+    """What the ``ragtune`` logger writes as JSON lines during the test; the logger is restored afterwards."""
+    logger = logging.getLogger("ragtune")
+    level, propagate = logger.level, logger.propagate
+    buf = io.StringIO()
+    handler = logs.configure_logging("json", stream=buf)
+    assert handler is not None
+    yield buf
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = propagate
 
 
 @pytest.fixture

@@ -70,19 +70,6 @@ def test_library_code_reports_to_the_active_metrics_only(project: Project) -> No
     assert "ninety" not in mine.render()[0].decode()
 
 
-@pytest.fixture
-def json_log() -> Iterator[io.StringIO]:
-    logger = logging.getLogger("ragtune")
-    level, propagate = logger.level, logger.propagate
-    buf = io.StringIO()
-    handler = logs.configure_logging("json", stream=buf)
-    assert handler is not None
-    yield buf
-    logger.removeHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = propagate
-
-
 def test_json_lines_carry_the_request_id_and_extra_fields(json_log: io.StringIO) -> None:
     token = logs.request_id.set("req-42")
     try:

@@ -6,13 +6,8 @@ from __future__ import annotations
 
 import io
 import json
-import logging
-from collections.abc import Iterator
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
-
-from ragtune.observability import logs
 
 from .conftest import Server
 
@@ -55,19 +50,6 @@ def test_metrics_count_requests_stages_and_abstentions(server: Server) -> None:
     assert after[("ragtune_index_chunks", ())] == server.project.store.count() > 0
     assert ("ragtune_index_version", ()) in after
     assert "ninety" not in text and "sixteen" not in text and "hana" not in text
-
-
-@pytest.fixture
-def json_log() -> Iterator[io.StringIO]:
-    logger = logging.getLogger("ragtune")
-    level, propagate = logger.level, logger.propagate
-    buf = io.StringIO()
-    handler = logs.configure_logging("json", stream=buf)
-    yield buf
-    if handler is not None:
-        logger.removeHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = propagate
 
 
 def test_request_id_is_echoed_and_logged_as_json(server: Server, json_log: io.StringIO) -> None:
