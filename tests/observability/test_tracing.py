@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import write
+from helpers import http_server, write
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -147,7 +147,6 @@ def test_pipeline_verify_and_classify_are_spans(project: Project, exporter: InMe
 def test_spans_are_exported_over_otlp_http_to_the_configured_endpoint(project: Project) -> None:
     """A real OTLP/HTTP receiver on loopback gets the protobuf export when shutdown flushes the batch."""
     import http.server
-    import threading
 
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -164,16 +163,14 @@ def test_spans_are_exported_over_otlp_http_to_the_configured_endpoint(project: P
         def log_message(self, *args: Any) -> None:
             pass
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        endpoint = f"http://127.0.0.1:{httpd.server_address[1]}/v1/traces"
-        assert tracing.configure_tracing(ObservabilitySettings(otlp_endpoint=endpoint, service_name="rt-test"))
-        project.ask(QUESTION, Principal("ann"))
-        tracing.shutdown_tracing()  # flushes the batch processor
-    finally:
-        tracing.shutdown_tracing()
-        httpd.shutdown()
+    with http_server(Receiver) as url:
+        try:
+            endpoint = f"{url}/v1/traces"
+            assert tracing.configure_tracing(ObservabilitySettings(otlp_endpoint=endpoint, service_name="rt-test"))
+            project.ask(QUESTION, Principal("ann"))
+            tracing.shutdown_tracing()  # flushes the batch processor
+        finally:
+            tracing.shutdown_tracing()
     assert received and all(path == "/v1/traces" and ctype == "application/x-protobuf"
                             for path, ctype, _ in received)
     names, services = set(), set()

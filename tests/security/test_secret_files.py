@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from helpers import write
+from helpers import http_server, write
 
 from ragtune.errors import ConfigError, GenerationError
 from ragtune.models.generator import OpenAICompatibleGenerator, resolve_api_key
@@ -129,11 +128,8 @@ class _AuthEcho(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def auth_echo() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _AuthEcho)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with http_server(_AuthEcho) as url:
+        yield url + "/v1"
 
 
 def test_the_generator_sends_the_mounted_key_and_never_logs_or_shows_it(

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from helpers import write
+from helpers import http_server, write
 
 from ragtune.config import load_settings
 from ragtune.errors import ConfigError
@@ -182,12 +181,8 @@ class _EchoingHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def echoing_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoingHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with http_server(_EchoingHandler) as url:
+        yield url
 
 
 @pytest.mark.parametrize("prefix", ["/v1", "/auth/v1"])
