@@ -14,7 +14,6 @@ import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractContextManager as ContextManager
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -23,12 +22,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ragtune import __version__
-from ragtune.audit.trail import Trail, audit_trail
 from ragtune.errors import EmptyCorpusError, ModelNotFoundError, RagtuneError
 from ragtune.project import Project
 from ragtune.server import documents, limits, mcp_server, metrics_routes, openai_compat, operations
 from ragtune.server import schemas as S
-from ragtune.server.deps import ApiError, Service
+from ragtune.server.deps import ApiError, Service, audited
 from ragtune.server.deps import error_response as _error
 from ragtune.service.identity import AuthError, Identity
 
@@ -149,7 +147,7 @@ def create_app(project: Project, *, warm_up: bool = True) -> FastAPI:
         if "text/event-stream" in accept:
             return StreamingResponse(_stream_answer(project, body.question, identity),
                                      media_type="text/event-stream")
-        with _trail(project, "api:ask", identity, body.question) as trail:
+        with audited(project, "api:ask", identity, body.question) as trail:
             answer = project.ask(body.question, identity.principal)
             trail.answered(answer)
         return S.AnswerOut.from_answer(answer)
@@ -175,12 +173,6 @@ def create_app(project: Project, *, warm_up: bool = True) -> FastAPI:
     return app
 
 
-def _trail(project: Project, route: str, identity: Identity, question: str) -> ContextManager[Trail]:
-    """The audit record of one request, as the CLI writes it, with the caller's role."""
-    return audit_trail(project, route=route, principal=identity.principal, question=question,
-                       role=identity.role.value)
-
-
 def _sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
@@ -195,7 +187,7 @@ async def _stream_answer(project: Project, question: str, identity: Identity) ->
 
     def work() -> None:
         try:
-            with _trail(project, "api:ask", identity, question) as trail:
+            with audited(project, "api:ask", identity, question) as trail:
                 answer = project.ask(question, identity.principal, on_token=on_token)
                 trail.answered(answer)
             loop.call_soon_threadsafe(queue.put_nowait, ("answer", S.AnswerOut.from_answer(answer).model_dump()))

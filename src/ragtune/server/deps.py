@@ -18,11 +18,13 @@ everything from ``service.project`` (the composition root) and names the action 
 
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Annotated
 
 from fastapi import Header
 from fastapi.responses import JSONResponse
 
+from ragtune.audit.trail import Trail, audit_trail
 from ragtune.project import Project
 from ragtune.service.credentials import authenticate
 from ragtune.service.identity import AuthError, Identity, allowed
@@ -74,3 +76,9 @@ class Service:
                                              "key with a role that may", 403)
             return identity
         return dependency
+
+
+def audited(project: Project, route: str, identity: Identity, question: str) -> AbstractContextManager[Trail]:
+    """The audit record of one request as ``identity`` (its principal and role), written when the block ends."""
+    return audit_trail(project, route=route, principal=identity.principal, question=question,
+                       role=identity.role.value)

@@ -18,9 +18,8 @@ from fastapi import APIRouter, FastAPI
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ragtune.audit.trail import audit_trail
 from ragtune.errors import RagtuneError
-from ragtune.server.deps import ApiError, Service, error_response
+from ragtune.server.deps import ApiError, Service, audited, error_response
 from ragtune.server.schemas import MAX_QUESTION_CHARS, AnswerOut, HitOut
 from ragtune.service.credentials import authenticate
 from ragtune.service.identity import AuthError, Identity, allowed
@@ -111,8 +110,7 @@ def router(service: Service) -> APIRouter:
         identity = identity_or_error(ctx, "ask")
         checked(question, "question")
         try:
-            with audit_trail(project, route="mcp:ask", principal=identity.principal, question=question,
-                             role=identity.role.value) as trail:
+            with audited(project, "mcp:ask", identity, question) as trail:
                 answer = project.ask(question, identity.principal)
                 trail.answered(answer)
         except RagtuneError as exc:

@@ -24,13 +24,12 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ragtune.audit.trail import audit_trail
 from ragtune.cli_common import cited_place
 from ragtune.core import Answer
 from ragtune.errors import EmptyCorpusError, ModelNotFoundError, RagtuneError
 from ragtune.pipelines.spec import PipelineSpec, builtin_names, load_pipeline
 from ragtune.project import Project
-from ragtune.server.deps import ApiError, Service
+from ragtune.server.deps import ApiError, Service, audited
 from ragtune.server.schemas import MAX_QUESTION_CHARS, AnswerOut, CitationOut
 from ragtune.service.identity import AuthError, Identity, allowed
 
@@ -188,8 +187,7 @@ def complete(project: Project, identity: Identity, body: ChatCompletionRequest, 
     from ragtune.pipelines.runner import PipelineRunner
 
     pipeline: dict[str, Any] | None = None
-    with audit_trail(project, route="api:chat", principal=identity.principal, question=question,
-                     role=identity.role.value) as trail:
+    with audited(project, "api:chat", identity, question) as trail:
         if spec is None:
             asked = project.ask(question, identity.principal)
             trail.answered(asked)

@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from ragtune.audit.trail import audit_trail
 from ragtune.errors import ModelNotFoundError
 from ragtune.project import Project
-from ragtune.server.deps import ApiError, Service
+from ragtune.server.deps import ApiError, Service, audited
 from ragtune.server.schemas import MAX_QUESTION_CHARS
 from ragtune.service.identity import Identity
 
@@ -101,8 +100,7 @@ def router(service: Service) -> APIRouter:
 
         service.require_ready()
         spec = load_pipeline(pipeline_file(project, name))
-        with audit_trail(project, route="api:run", principal=identity.principal, question=body.text,
-                         role=identity.role.value) as trail:
+        with audited(project, "api:run", identity, body.text) as trail:
             runner = PipelineRunner(spec, project)
             runner.warm_up()  # model loading is start-up, not step latency
             result = runner.run(body.text, identity.principal)
