@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import httpx2
 import pytest
 
 from ragtune.server.app import iter_sse
@@ -77,6 +78,15 @@ def test_whoami_reports_the_credentials_identity(server: Server) -> None:
         with server.client(key) as c:
             assert c.get("/v1/whoami").json() == {"user": user, "groups": groups, "role": role,
                                                    "credential": "api_key"}
+
+
+def test_a_request_records_the_keys_last_use(server: Server) -> None:
+    project = server.project
+    _, key = project.key_store.create("lu", ["hr"], "reader")
+    key_id = project.key_store.verify(key)[0].credential_id
+    with httpx2.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as c:
+        assert c.get("/v1/whoami").status_code == 200
+    assert project.key_store.get(key_id).last_used_at is not None  # type: ignore[union-attr]
 
 
 def test_streamed_answer_is_events_then_done(server: Server) -> None:

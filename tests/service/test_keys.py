@@ -109,6 +109,37 @@ def test_last_used_is_set_and_written_at_most_once_a_minute(tmp_path: Path) -> N
     assert store.get(record.key_id).last_used_at == clock.now  # type: ignore[union-attr]
 
 
+def test_verify_only_reads_and_says_when_last_used_is_due(tmp_path: Path) -> None:
+    clock = Clock()
+    store = KeyStore(tmp_path / "keys.sqlite", clock=clock)
+    record, key = store.create("alice", ["hr"], Role.READER)
+    identity, due = store.verify(key)
+    assert (identity.principal.user, identity.credential_id, due) == ("alice", record.key_id, True)
+    assert store.get(record.key_id).last_used_at is None  # type: ignore[union-attr]  # nothing written
+    store.touch(record.key_id)
+    assert store.verify(key)[1] is False
+    clock.now += LAST_USED_EVERY_S
+    assert store.verify(key)[1] is True
+
+
+def test_the_reused_reader_sees_revocations_and_a_replaced_file_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "keys.sqlite"
+    server = KeyStore(path)  # the server's store: one reader connection per thread, kept between checks
+    _, key = server.create("alice", [], Role.READER)
+    record2, key2 = server.create("bob", [], Role.READER)
+    server.verify(key)
+    server.verify(key2)
+    KeyStore(path).revoke(record2.key_id)  # as `ragtune keys revoke` does, from another process
+    refused(server, key2, "revoked_key")
+    assert server.verify(key)[0].principal.user == "alice"
+    for suffix in ("", "-wal", "-shm"):  # the admin moves the whole store away and starts a new one
+        if Path(f"{path}{suffix}").exists():
+            os.rename(f"{path}{suffix}", f"{path}.old{suffix}")
+    _, key3 = KeyStore(path).create("carol", [], Role.READER)
+    refused(server, key, "invalid_key")
+    assert server.verify(key3)[0].principal.user == "carol"
+
+
 @pytest.mark.parametrize("user, groups", [("", []), ("two words", []), ("a,b", []), ("alice", ["ok", ""]),
                                           ("alice", ["has space"]), ("alice", ["x,y"]), ('al"ice', [])])
 def test_user_and_group_names_are_validated(tmp_path: Path, user: str, groups: list[str]) -> None:

@@ -17,7 +17,7 @@ everything from ``service.project`` (the composition root) and names the action 
 # No `from __future__ import annotations`: FastAPI reads the dependency's annotations at runtime.
 
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from typing import Annotated
 
@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 
 from ragtune.audit.trail import Trail, audit_trail
 from ragtune.project import Project
-from ragtune.service.credentials import authenticate
+from ragtune.service.credentials import authenticate_async
 from ragtune.service.identity import AuthError, Identity, allowed
 
 
@@ -65,12 +65,13 @@ class Service:
             raise ApiError(503, "not_ready", self.failure or "the server is still loading the model and index; "
                                                              "retry in a few seconds")
 
-    def caller(self, action: str) -> Callable[..., Identity]:
-        """A dependency: the verified identity of the request, allowed to perform ``action`` (else 401/403)."""
+    def caller(self, action: str) -> Callable[..., Awaitable[Identity]]:
+        """A dependency: the verified identity of the request, allowed to perform ``action`` (else 401/403).
+        Async, so checking an API key costs no thread hop (see :func:`authenticate_async`)."""
         project = self.project
 
-        def dependency(authorization: Annotated[str | None, Header()] = None) -> Identity:
-            identity = authenticate(authorization, project.key_store, project.oidc_verifier)
+        async def dependency(authorization: Annotated[str | None, Header()] = None) -> Identity:
+            identity = await authenticate_async(authorization, project.key_store, project.oidc_verifier)
             if not allowed(identity.role, action):
                 raise AuthError("forbidden", f"role {identity.role.value} may not {action}; ask an admin for a "
                                              "key with a role that may", 403)

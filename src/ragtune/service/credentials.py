@@ -37,3 +37,20 @@ def authenticate(authorization_header: str | None, keys: KeyStore, oidc: OidcVer
         return oidc.verify(token)
     raise AuthError("malformed_credentials", "the bearer credential is neither a ragtune API key (rtk_...) nor a "
                                              "JWT: send the key exactly as `ragtune keys create` printed it")
+
+
+async def authenticate_async(authorization_header: str | None, keys: KeyStore,
+                             oidc: OidcVerifier | None) -> Identity:
+    """:func:`authenticate` for an event loop: an API key is checked on the loop (one SQLite read, no thread
+    hop on the hot path); an OIDC token (which may fetch the provider's keys) and the once-a-minute last-used
+    write run in a worker thread."""
+    from anyio.to_thread import run_sync
+
+    header = (authorization_header or "").strip()
+    match = _BEARER.match(header) if len(header) <= MAX_HEADER_CHARS else None
+    if match is None or not match["token"].startswith(PREFIX):
+        return await run_sync(authenticate, authorization_header, keys, oidc)
+    identity, due = keys.verify(match["token"])
+    if due:
+        await run_sync(keys.touch, identity.credential_id)
+    return identity

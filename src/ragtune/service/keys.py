@@ -16,6 +16,7 @@ import re
 import secrets
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -103,6 +104,7 @@ class KeyStore:
         self.path = Path(path)
         self.clock = clock
         self._ready = False
+        self._local = threading.local()  # this thread's reader connection, for :meth:`verify`
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KeyStore:
@@ -140,6 +142,33 @@ class KeyStore:
                               f"away and create new keys") from None
         finally:
             conn.close()
+
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        # The hot path (a key checked on every request) reuses one connection per thread: WAL readers see every
+        # commit (a revocation takes effect on the next request), and the schema is read once. Reopened when
+        # the file is replaced (moved away and recreated), so a new store never answers with the old keys.
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            st = None
+        cached = getattr(self._local, "reader", None)
+        if not self._ready or st is None or cached is None or cached[0] != (st.st_dev, st.st_ino):
+            with self._connect() as conn:  # creates and checks the file and schema, with the usual errors
+                pass
+            st = os.stat(self.path)
+            conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            if cached is not None:
+                cached[1].close()
+            cached = self._local.reader = ((st.st_dev, st.st_ino), conn)
+        try:
+            yield cached[1]
+        except sqlite3.DatabaseError as exc:
+            self._local.reader = None
+            cached[1].close()
+            raise ConfigError(f"the API key store {self.path} cannot be used ({exc}); check the file, or move it "
+                              f"away and create new keys") from None
 
     def _init_schema(self, conn: sqlite3.Connection) -> None:
         # Switching to WAL needs an exclusive lock and SQLite does not wait for it (no busy handler there), so
@@ -211,12 +240,22 @@ class KeyStore:
         return self.get(record.key_id)
 
     def authenticate(self, key: str) -> Identity:
-        """The identity of a presented key, or ``AuthError`` (malformed, invalid or revoked key)."""
+        """The identity of a presented key, or ``AuthError`` (malformed, invalid or revoked key); records the
+        key's last use (at most once a minute)."""
+        identity, due = self.verify(key)
+        if due:
+            self.touch(identity.credential_id)
+        return identity
+
+    def verify(self, key: str) -> tuple[Identity, bool]:
+        """:meth:`authenticate` without the write: the identity, and whether the key's last use is due to be
+        recorded with :meth:`touch`. Only reads (WAL readers never wait for a writer), so an event loop may
+        call it."""
         match = KEY_PATTERN.match(key)
         if not match:
             raise AuthError("malformed_credentials", "this is not a ragtune API key (expected rtk_<id>_<secret>, "
                                                      "as printed by `ragtune keys create`)")
-        with self._connect() as conn:
+        with self._reader() as conn:
             row = conn.execute(f"SELECT {self._COLUMNS}, key_sha256 FROM api_keys WHERE key_id = ?",
                                (match["id"],)).fetchone()
         stored = row[-1] if row is not None else _DUMMY_HASH
@@ -227,18 +266,17 @@ class KeyStore:
         record = self._record(row[:-1])
         if record.revoked:
             raise AuthError("revoked_key", "the API key was revoked: ask an admin for a new one")
-        self._touch(record)
         principal = Principal(record.user, frozenset(record.groups))
-        return Identity._verified(principal, record.role, "api_key", record.key_id)
+        due = record.last_used_at is None or self.clock() - record.last_used_at >= LAST_USED_EVERY_S
+        return Identity._verified(principal, record.role, "api_key", record.key_id), due
 
-    def _touch(self, record: KeyRecord) -> None:
+    def touch(self, key_id: str) -> None:
+        """Record that key ``key_id`` was used now, unless that was recorded in the last minute (best effort)."""
         now = self.clock()
-        if record.last_used_at is not None and now - record.last_used_at < LAST_USED_EVERY_S:
-            return
         try:
             with self._connect() as conn:
                 conn.execute("UPDATE api_keys SET last_used_at = ? WHERE key_id = ? "
                              "AND (last_used_at IS NULL OR last_used_at <= ?)",
-                             (now, record.key_id, now - LAST_USED_EVERY_S))
+                             (now, key_id, now - LAST_USED_EVERY_S))
         except ConfigError:
             pass  # last_used is best effort: a locked database must not fail a valid request
