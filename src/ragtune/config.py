@@ -193,6 +193,7 @@ class ServiceSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     keys_path: Path = Path("service/keys.sqlite")  # relative to the project folder
+    ui_path: Path = Path("service/ui.sqlite")  # the web UI's sessions, chat history and feedback
     oidc_issuer: str = ""
     oidc_audience: str = ""
     oidc_jwks_url: str = ""

@@ -23,7 +23,7 @@ from ragtune.answer.base import Answerer
 from ragtune.answer.extractive import ExtractiveAnswerer
 from ragtune.answer.generative import GenerativeAnswerer
 from ragtune.config import Settings, load_settings
-from ragtune.core import Acl, Answer, Principal
+from ragtune.core import Acl, Answer, Chunk, Principal
 from ragtune.errors import ConfigError, EmptyCorpusError, RagtuneError
 from ragtune.ingest.check import CheckReport, check_index
 from ragtune.ingest.roots import RootSet, load_roots, place_root, save_roots, source_prefix_matches
@@ -37,6 +37,7 @@ from ragtune.store.base import DocRecord, Store
 if TYPE_CHECKING:
     from ragtune.audit.log import AuditLog
     from ragtune.cache.answer_cache import AnswerCache
+    from ragtune.server.ui.store import UiStore
     from ragtune.service.keys import KeyStore
     from ragtune.service.oidc import OidcVerifier
     from ragtune.tuning.base import TextClassifier
@@ -140,6 +141,14 @@ class Project:
         from ragtune.service.keys import KeyStore
 
         return KeyStore.from_settings(self.settings)
+
+    @cached_property
+    def ui_store(self) -> UiStore:
+        """The web UI's sessions, chat history and feedback (``service.ui_path``)."""
+        from ragtune.server.ui.store import UiStore
+
+        path = self.settings.service.ui_path
+        return UiStore(path if path.is_absolute() else self.settings.project_dir / path)
 
     @cached_property
     def oidc_verifier(self) -> OidcVerifier | None:
@@ -379,6 +388,13 @@ class Project:
         if lookup is not None:
             lookup.store(answer)
         return answer
+
+    def document_chunks(self, doc_id: str, principal: Principal) -> list[Chunk]:
+        """The chunks of one document that ``principal`` may read, in document order (none: unknown or not
+        readable). The store filters them by ACL inside its query."""
+        ids = [row.chunk_id for row in self.store.chunk_index() if row.doc_id == doc_id]
+        chunks = self.store.get_chunks(ids, principal) if ids else {}
+        return sorted(chunks.values(), key=lambda c: (c.ordinal, c.char_start))
 
     def sources(self, principal: Principal | None = None) -> list[DocRecord]:
         """Ingested documents with chunk count, ACL, modification and sync times: every one (the admin

@@ -8,12 +8,10 @@ never from the request body, and every error is ``{"error": {"code", "message"}}
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations, which name local dependencies.
 
-import asyncio
-import contextvars
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -24,10 +22,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from ragtune import __version__
 from ragtune.errors import EmptyCorpusError, ModelNotFoundError, RagtuneError
 from ragtune.project import Project
-from ragtune.server import documents, limits, mcp_server, metrics_routes, openai_compat, operations
+from ragtune.server import documents, limits, mcp_server, metrics_routes, openai_compat, operations, ui
 from ragtune.server import schemas as S
 from ragtune.server.deps import ApiError, Service, audited
 from ragtune.server.deps import error_response as _error
+from ragtune.server.streaming import run_streamed, sse
 from ragtune.service.identity import AuthError, Identity
 
 log = logging.getLogger("ragtune.server")
@@ -170,42 +169,22 @@ def create_app(project: Project, *, warm_up: bool = True) -> FastAPI:
     app.include_router(mcp_server.router(service))
     app.include_router(metrics_routes.router(service))
     metrics_routes.install(app, service)
+    ui.install(app, service)
     return app
-
-
-def _sse(event: str, data: Any) -> str:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
 async def _stream_answer(project: Project, question: str, identity: Identity) -> AsyncIterator[str]:
     """Token events while the answer is generated (in a worker thread), then the answer, then done."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
-    def on_token(token: str) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, ("token", token))
+    def work(on_token: Callable[[str], None]) -> dict[str, Any]:
+        with audited(project, "api:ask", identity, question) as trail:
+            answer = project.ask(question, identity.principal, on_token=on_token)
+            trail.answered(answer)
+        return S.AnswerOut.from_answer(answer).model_dump()
 
-    def work() -> None:
-        try:
-            with audited(project, "api:ask", identity, question) as trail:
-                answer = project.ask(question, identity.principal, on_token=on_token)
-                trail.answered(answer)
-            loop.call_soon_threadsafe(queue.put_nowait, ("answer", S.AnswerOut.from_answer(answer).model_dump()))
-        except RagtuneError as exc:
-            loop.call_soon_threadsafe(queue.put_nowait, ("error", {"code": "bad_request", "message": str(exc)}))
-        except Exception:  # noqa: BLE001 - the stream ends with an error event, never a stack trace
-            loop.call_soon_threadsafe(queue.put_nowait,
-                                      ("error", {"code": "internal_error", "message": "the answer failed; see the "
-                                                                                      "server log"}))
-
-    worker = loop.run_in_executor(None, contextvars.copy_context().run, work)  # keeps the request id
-    while True:
-        event, data = await queue.get()
-        yield _sse(event, data if event != "token" else {"text": data})
-        if event in ("answer", "error"):
-            break
-    await worker
-    yield _sse("done", {})
+    async for event, data in run_streamed(work):
+        yield sse({"result": "answer"}.get(event, event), data if event != "token" else {"text": data})
+    yield sse("done", {})
 
 
 def iter_sse(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:

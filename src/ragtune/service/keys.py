@@ -270,6 +270,17 @@ class KeyStore:
         due = record.last_used_at is None or self.clock() - record.last_used_at >= LAST_USED_EVERY_S
         return Identity._verified(principal, record.role, "api_key", record.key_id), due
 
+    def identity(self, key_id: str) -> Identity | None:
+        """The identity key ``key_id`` stands for now, or None when it is unknown or revoked: what a web session
+        opened with that key re-checks on every request (the key itself is never kept)."""
+        with self._reader() as conn:
+            row = conn.execute(f"SELECT {self._COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
+        record = self._record(row) if row is not None else None
+        if record is None or record.revoked:
+            return None
+        return Identity._verified(Principal(record.user, frozenset(record.groups)), record.role, "api_key",
+                                  record.key_id)
+
     def touch(self, key_id: str) -> None:
         """Record that key ``key_id`` was used now, unless that was recorded in the last minute (best effort)."""
         now = self.clock()
