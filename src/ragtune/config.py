@@ -203,6 +203,10 @@ class ServiceSettings(_Section):
     oidc_user_claim: str = Field("sub", min_length=1)
     oidc_role_claim: str = ""
     oidc_default_role: Literal["reader", "editor", "admin"] = "reader"
+    # The web UI's "Log in with your organisation's account" (authorization code + PKCE, a public client).
+    oidc_client_id: str = ""  # empty: oidc_audience
+    oidc_scopes: str = "openid profile"
+    oidc_redirect_url: str = ""  # empty: <the URL the browser used>/ui/login/oidc/callback (set it behind a proxy)
     # Limits of the REST API (docs/service.md, "Documents, jobs and limits").
     max_upload_mb: float = Field(20.0, gt=0, le=1024)  # one uploaded document (POST /v1/documents)
     rate_limit_per_minute: int = Field(120, ge=1)  # requests per credential per minute (429 beyond it)

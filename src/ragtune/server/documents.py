@@ -13,6 +13,7 @@ caller may read; a document it may not read is a 404 exactly like one that does 
 import re
 import shutil
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,13 +29,14 @@ from ragtune.ingest.parsers import PARSERS
 from ragtune.ingest.roots import source_prefix_matches
 from ragtune.project import Project
 from ragtune.server.deps import ApiError, Service
-from ragtune.server.jobs import Job, JobProgress, JobQueue, add_report
+from ragtune.server.jobs import Job, JobProgress, JobQueue, Work, add_report
 from ragtune.service.identity import Identity, Role
 from ragtune.store.base import DocRecord
 
 UPLOADS = "uploads"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 _READ_CHUNK = 1 << 20
+_JOBS: "weakref.WeakKeyDictionary[Service, JobQueue]" = weakref.WeakKeyDictionary()
 
 
 class DocumentOut(BaseModel):
@@ -154,7 +156,9 @@ def _doc_out(project: Project, doc: DocRecord, identity: Identity) -> DocumentOu
                        acl=list(doc.acl) if identity.role >= Role.EDITOR else None)
 
 
-def _ingest_upload(project: Project, folder: Path, acl: Acl) -> Any:
+def ingest_upload(project: Project, folder: Path, acl: Acl) -> Work:
+    """The job work that ingests one saved upload folder with ``acl`` (a file that fails is a per-file failure
+    and its folder is removed again); shared by ``POST /v1/documents`` and the web UI's upload form."""
     def work(job: Job, progress: JobProgress) -> None:
         try:
             report = project.ingest(folder, acl, progress)
@@ -167,6 +171,22 @@ def _ingest_upload(project: Project, folder: Path, acl: Acl) -> Any:
     return work
 
 
+def sync_work(project: Project) -> Work:
+    """The job work of a full sync (every ingested folder); shared by ``POST /v1/sync`` and the web UI."""
+    def work(job: Job, progress: JobProgress) -> None:
+        for _, report in project.sync(progress):
+            add_report(job, report)
+    return work
+
+
+def jobs_of(service: Service) -> JobQueue:
+    """The one job queue of ``service``'s project (made on first use), shared by the REST API and the web UI, so
+    there is one writer per project."""
+    if service not in _JOBS:
+        _JOBS[service] = JobQueue()
+    return _JOBS[service]
+
+
 def _discard(project: Project, folder: Path) -> None:
     """Forget an upload's root (if it was recorded) and delete its folder."""
     if folder.resolve() in project.roots():
@@ -176,7 +196,7 @@ def _discard(project: Project, folder: Path) -> None:
 
 def router(service: Service) -> APIRouter:
     """``/v1/documents``, ``/v1/sync`` and ``/v1/jobs/{id}``, with one job worker for the project."""
-    project, jobs = service.project, JobQueue()
+    project, jobs = service.project, jobs_of(service)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -201,7 +221,7 @@ def router(service: Service) -> APIRouter:
         folder = uploads_dir(project) / uuid.uuid4().hex
         await save_upload(file, folder, name, max_bytes)
         return JobOut.from_job(jobs.submit("upload", identity.principal,
-                                           _ingest_upload(project, folder, parsed_acl)))
+                                           ingest_upload(project, folder, parsed_acl)))
 
     @r.get("/v1/documents", response_model=DocumentsOut)
     def documents(identity: Annotated[Identity, Depends(service.caller("search"))]) -> DocumentsOut:
@@ -234,11 +254,7 @@ def router(service: Service) -> APIRouter:
     def sync(identity: Annotated[Identity, Depends(service.caller("sync"))]) -> JobOut:
         """Re-sync every ingested folder (new, changed and deleted files) as a background job."""
         service.require_ready()
-
-        def work(job: Job, progress: JobProgress) -> None:
-            for _, report in project.sync(progress):
-                add_report(job, report)
-        return JobOut.from_job(jobs.submit("sync", identity.principal, work))
+        return JobOut.from_job(jobs.submit("sync", identity.principal, sync_work(project)))
 
     @r.get("/v1/jobs/{job_id}", response_model=JobOut)
     def job(job_id: str, identity: Annotated[Identity, Depends(service.caller("documents"))]) -> JobOut:

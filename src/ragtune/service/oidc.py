@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from ragtune.core import Principal
 from ragtune.errors import AclError, ConfigError
@@ -133,15 +133,38 @@ class OidcVerifier:
             raise ValueError("document larger than 1 MiB")
         return json.loads(body)
 
-    def _discover(self) -> str:
+    def discovery(self) -> dict[str, Any]:
+        """The issuer's discovery document (``/.well-known/openid-configuration``), checked to name the issuer;
+        ``ValueError`` or ``OSError`` when it cannot be had."""
         url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
         doc = self._get_json(url)
         if not isinstance(doc, dict) or doc.get("issuer") != self.issuer:
             raise ValueError(f"{url} names issuer {doc.get('issuer') if isinstance(doc, dict) else None!r}, "
                              f"not the configured {self.issuer!r}")
+        return doc
+
+    def post_form(self, url: str, form: dict[str, str]) -> Any:
+        """POST ``form`` (urlencoded) to one of the issuer's endpoints and read its JSON answer, error bodies
+        included (``{"error": ...}``); ``OSError``/``ValueError`` when it cannot be reached or read."""
+        data = urlencode(form).encode()
+        request = urllib.request.Request(check_url(url, "the token endpoint"), data=data, method="POST",
+                                         headers={"Accept": "application/json",
+                                                  "Content-Type": "application/x-www-form-urlencoded"})
+        opener = _DIRECT if urlsplit(url).hostname in LOOPBACK_HOSTS else _OPENER
+        try:
+            with opener.open(request, timeout=self.timeout_s) as response:
+                body = response.read(_MAX_DOCUMENT_BYTES + 1)
+        except urllib.error.HTTPError as exc:  # 4xx with an OAuth error body
+            body = exc.read(_MAX_DOCUMENT_BYTES + 1)
+        if len(body) > _MAX_DOCUMENT_BYTES:
+            raise ValueError("answer larger than 1 MiB")
+        return json.loads(body)
+
+    def _discover(self) -> str:
+        doc = self.discovery()
         jwks_uri = doc.get("jwks_uri")
         if not isinstance(jwks_uri, str):
-            raise ValueError(f"{url} has no jwks_uri")
+            raise ValueError(f"the discovery document of {self.issuer} has no jwks_uri")
         return check_url(jwks_uri, "the discovered jwks_uri")
 
     def _refresh(self) -> None:

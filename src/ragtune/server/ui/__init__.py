@@ -25,7 +25,7 @@ def install(app: FastAPI, service: Service) -> None:
     from fastapi.responses import RedirectResponse, Response
     from fastapi.staticfiles import StaticFiles
 
-    from ragtune.server.ui import chat, session
+    from ragtune.server.ui import chat, oidc_login, session
     from ragtune.server.ui.render import SECURITY_HEADERS, page
 
     @app.exception_handler(session.LoginRequired)
@@ -40,6 +40,7 @@ def install(app: FastAPI, service: Service) -> None:
         return page("error.html", ctx, status=exc.status, title=exc.title, message=exc.message)
 
     app.include_router(session.router(service))
+    app.include_router(oidc_login.router(service))
     app.include_router(chat.router(service))
     app.mount("/ui/static", StaticFiles(directory=Path(__file__).parent / "static"), name="ui-static")
     app.add_api_route("/ui", lambda: RedirectResponse("/ui/", status_code=307), include_in_schema=False)

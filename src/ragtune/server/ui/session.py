@@ -10,6 +10,7 @@ before any session exists, uses a double-submit cookie.
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at runtime.
 
 import hmac
+import math
 import secrets
 from dataclasses import dataclass
 from typing import Annotated
@@ -17,9 +18,10 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
+from ragtune.project import Project
 from ragtune.server.deps import Service
 from ragtune.server.ui.render import SECURITY_HEADERS, page
-from ragtune.server.ui.store import Session
+from ragtune.server.ui.store import SESSION_TTL_S, Session
 from ragtune.service.credentials import authenticate
 from ragtune.service.identity import Action, AuthError, Identity, Role
 
@@ -73,12 +75,29 @@ def _secure(request: Request) -> bool:
 
 def context(service: Service, request: Request) -> UiContext:
     """The logged-in user of ``request``, or :class:`LoginRequired`."""
-    store = service.project.ui_store
-    session = store.session(request.cookies.get(COOKIE))
-    identity = service.project.key_store.identity(session.credential_id) if session else None
+    project = service.project
+    session = project.ui_store.session(request.cookies.get(COOKIE))
+    identity: Identity | None = None
+    if session is not None and session.kind == "api_key":
+        identity = project.key_store.identity(session.credential)
+    elif session is not None and session.kind == "oidc" and project.oidc_verifier is not None:
+        try:
+            identity = project.oidc_verifier.verify(session.credential)
+        except AuthError:  # expired, or the provider's keys changed: log in again
+            identity = None
     if session is None or identity is None:
         raise LoginRequired()
     return UiContext(identity, session)
+
+
+def start_session(request: Request, project: Project, kind: str, credential: str,
+                  ttl_s: float = SESSION_TTL_S) -> Response:
+    """Open a session for a verified credential and send the browser to the chat with its cookie."""
+    sid, _ = project.ui_store.open_session(kind, credential, ttl_s)
+    response = RedirectResponse("/ui/", status_code=303, headers=SECURITY_HEADERS)
+    response.set_cookie(COOKIE, sid, httponly=True, samesite="lax", secure=request.url.scheme == "https",
+                        path="/ui", max_age=math.ceil(min(ttl_s, SESSION_TTL_S)))
+    return response
 
 
 def check_csrf(ctx: UiContext, request: Request, token: str | None) -> None:
@@ -116,10 +135,7 @@ def router(service: Service) -> APIRouter:
             identity = authenticate(f"Bearer {api_key.strip()}", project.key_store, None)
         except AuthError as exc:
             return login_page(request, exc.message, 401)
-        sid, _ = project.ui_store.open_session(identity.credential_id)
-        response = RedirectResponse("/ui/", status_code=303, headers=SECURITY_HEADERS)
-        response.set_cookie(COOKIE, sid, httponly=True, samesite="lax", secure=_secure(request), path="/ui",
-                            max_age=8 * 3600)
+        response = start_session(request, project, "api_key", identity.credential_id)
         response.delete_cookie(LOGIN_COOKIE, path="/ui/login")
         return response
 

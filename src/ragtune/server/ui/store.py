@@ -1,7 +1,8 @@
 """What the web UI keeps: log-in sessions, each user's chat history and readers' feedback (one SQLite file).
 
 Sessions are stored by the SHA-256 of their random id (the cookie holds the id; the file never does) with the
-credential they were opened with, so every request re-checks that credential (a revoked key ends its sessions).
+credential they were opened with, so every request re-checks that credential: an API key's id (a revoked key
+ends its sessions) or an OIDC access token (re-verified, so the session ends when the token expires).
 History and feedback belong to a principal (user and groups): a user sees only entries made with the same rights,
 so a key with fewer groups never shows answers drawn from documents it may no longer read.
 """
@@ -24,10 +25,13 @@ from ragtune.core import Principal
 from ragtune.errors import ConfigError
 
 SESSION_TTL_S = 8 * 3600
+OIDC_LOGIN_TTL_S = 600  # how long a started OIDC log-in may take at the provider
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
-    sid_sha256 BLOB PRIMARY KEY, credential_id TEXT NOT NULL, csrf TEXT NOT NULL,
+    sid_sha256 BLOB PRIMARY KEY, kind TEXT NOT NULL, credential TEXT NOT NULL, csrf TEXT NOT NULL,
     created_at REAL NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS oidc_logins (
+    state_sha256 BLOB PRIMARY KEY, verifier TEXT NOT NULL, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, asked_at REAL NOT NULL,
     question TEXT NOT NULL, answer TEXT NOT NULL);
@@ -49,9 +53,11 @@ def _sha(sid: str) -> bytes:
 
 @dataclass(frozen=True)
 class Session:
-    """An open log-in: the credential it stands for and the token its forms must carry."""
+    """An open log-in: the credential it stands for (``kind`` ``api_key``: the key's id; ``oidc``: the access
+    token) and the token its forms must carry."""
 
-    credential_id: str
+    kind: str
+    credential: str
     csrf: str
 
 
@@ -93,28 +99,42 @@ class UiStore:
 
     # -- sessions ------------------------------------------------------------------------------------------
 
-    def open_session(self, credential_id: str) -> tuple[str, Session]:
+    def open_session(self, kind: str, credential: str, ttl_s: float = SESSION_TTL_S) -> tuple[str, Session]:
         """A new session for a verified credential: its id (for the cookie, shown once) and record."""
         sid, csrf, now = secrets.token_urlsafe(32), secrets.token_urlsafe(32), self.clock()
         with self._connect() as conn:
             conn.execute("DELETE FROM sessions WHERE expires_at < ?", (now,))
-            conn.execute("INSERT INTO sessions VALUES (?, ?, ?, ?, ?)",
-                         (_sha(sid), credential_id, csrf, now, now + SESSION_TTL_S))
-        return sid, Session(credential_id, csrf)
+            conn.execute("INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?)",
+                         (_sha(sid), kind, credential, csrf, now, now + min(ttl_s, SESSION_TTL_S)))
+        return sid, Session(kind, credential, csrf)
 
     def session(self, sid: str | None) -> Session | None:
         """The live session a cookie names, or None (unknown, expired or logged out)."""
         if not sid or len(sid) > 100:
             return None
         with self._connect() as conn:
-            row = conn.execute("SELECT credential_id, csrf FROM sessions WHERE sid_sha256 = ? AND expires_at >= ?",
+            row = conn.execute("SELECT kind, credential, csrf FROM sessions WHERE sid_sha256 = ? AND expires_at >= ?",
                                (_sha(sid), self.clock())).fetchone()
-        return Session(row[0], row[1]) if row else None
+        return Session(row[0], row[1], row[2]) if row else None
 
     def close_session(self, sid: str) -> None:
         """Log out: the session is gone."""
         with self._connect() as conn:
             conn.execute("DELETE FROM sessions WHERE sid_sha256 = ?", (_sha(sid),))
+
+    def start_oidc_login(self, state: str, verifier: str) -> None:
+        """Remember a started OIDC log-in: its PKCE code verifier, under the SHA-256 of its ``state``."""
+        now = self.clock()
+        with self._connect() as conn:
+            conn.execute("DELETE FROM oidc_logins WHERE expires_at < ?", (now,))
+            conn.execute("INSERT INTO oidc_logins VALUES (?, ?, ?)", (_sha(state), verifier, now + OIDC_LOGIN_TTL_S))
+
+    def finish_oidc_login(self, state: str) -> str | None:
+        """The code verifier of the log-in ``state`` names, once (it is deleted), or None: unknown or expired."""
+        with self._connect() as conn:
+            row = conn.execute("DELETE FROM oidc_logins WHERE state_sha256 = ? AND expires_at >= ? RETURNING verifier",
+                               (_sha(state), self.clock())).fetchone()
+        return str(row[0]) if row else None
 
     # -- history -------------------------------------------------------------------------------------------
 
