@@ -31,6 +31,7 @@ from ragtune.service.identity import AuthError, Identity
 
 log = logging.getLogger("ragtune.server")
 MAX_BODY_BYTES = 1_000_000
+UPLOAD_PATHS = ("/v1/documents", "/ui/documents/upload")  # bodies up to the upload limit (service.max_upload_mb)
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": S.ErrorOut} for code in (400, 401, 403, 404, 413, 422, 429, 500, 503, 504)
 }
@@ -46,7 +47,7 @@ class BodyLimit:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             length = dict(scope["headers"]).get(b"content-length")
-            upload = scope["method"] == "POST" and scope["path"] == "/v1/documents"
+            upload = scope["method"] == "POST" and scope["path"] in UPLOAD_PATHS
             limit = self.upload_bytes if upload else MAX_BODY_BYTES
             if length is not None and (not length.isdigit() or int(length) > limit):
                 code = "upload_too_large" if upload else "body_too_large"

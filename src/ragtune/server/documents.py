@@ -30,6 +30,7 @@ from ragtune.ingest.roots import source_prefix_matches
 from ragtune.project import Project
 from ragtune.server.deps import ApiError, Service
 from ragtune.server.jobs import Job, JobProgress, JobQueue, Work, add_report
+from ragtune.server.upload_zip import unpack_zip
 from ragtune.service.identity import Identity, Role
 from ragtune.store.base import DocRecord
 
@@ -99,11 +100,11 @@ def safe_name(filename: str | None) -> str:
 
 
 def check_format(name: str) -> None:
-    """415 unless a ragtune parser reads this extension."""
+    """415 unless a ragtune parser reads this extension, or it is a zip of such files."""
     suffix = Path(name).suffix.lower()
-    if suffix not in PARSERS:
+    if suffix not in PARSERS and suffix != ".zip":
         raise ApiError(415, "unsupported_format", f"{name}: unsupported format '{suffix or '(no extension)'}'; "
-                                                  f"supported: {', '.join(sorted(PARSERS))}")
+                                                  f"supported: {', '.join(sorted(PARSERS))}, or a .zip of them")
 
 
 def parse_upload_acl(spec: str | None) -> Acl:
@@ -118,7 +119,8 @@ def parse_upload_acl(spec: str | None) -> Acl:
 
 
 async def save_upload(file: UploadFile, folder: Path, name: str, max_bytes: int) -> Path:
-    """Write the upload to ``folder/name``; 413 past ``max_bytes``, 422 when empty (nothing is kept then)."""
+    """Write the upload to ``folder/name`` (a ``.zip`` is unpacked there: :func:`upload_zip.unpack_zip`); 413
+    past ``max_bytes``, 422 when empty (nothing is kept then)."""
     folder.mkdir(parents=True, exist_ok=False)
     target, size = folder / name, 0
     try:
@@ -131,6 +133,8 @@ async def save_upload(file: UploadFile, folder: Path, name: str, max_bytes: int)
                 out.write(chunk)
         if size == 0:
             raise ApiError(422, "empty_upload", f"{name} is empty; upload a file with content")
+        if target.suffix.lower() == ".zip":
+            unpack_zip(target, max_bytes)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -240,13 +244,18 @@ def router(service: Service) -> APIRouter:
         """Delete an uploaded document (and its file); returns the job that removes it from the index."""
         service.require_ready()
         doc = _readable(project, identity.principal, doc_id)
-        folder = Path(doc.source_path).parent  # uploads/<upload id>/<file name>: the upload's own root
-        if not _is_uploaded(project, doc) or folder.parent != uploads_dir(project).resolve():
+        path, root = Path(doc.source_path), uploads_dir(project).resolve()
+        if not _is_uploaded(project, doc) or path.parent == root:
             raise ApiError(409, "not_uploaded", "only documents uploaded over the API can be deleted here; remove "
                                                 "the file from its folder, then POST /v1/sync")
+        upload_root = root / path.relative_to(root).parts[0]  # uploads/<upload id>/: the upload's own root
 
         def work(job: Job, progress: JobProgress) -> None:
-            _discard(project, folder)
+            if path.parent != upload_root:  # one member of a zip: that file only, then the upload if it is empty
+                path.unlink(missing_ok=True)
+                project.remove_sources(path)
+            if path.parent == upload_root or not any(p.is_file() for p in upload_root.rglob("*")):
+                _discard(project, upload_root)
             job.report["deleted"] = 1
         return JobOut.from_job(jobs.submit("delete", identity.principal, work))
 

@@ -42,5 +42,7 @@ def install(app: FastAPI, service: Service) -> None:
     app.include_router(session.router(service))
     app.include_router(oidc_login.router(service))
     app.include_router(chat.router(service))
+    from ragtune.server.ui import pages
+    app.include_router(pages.router(service))
     app.mount("/ui/static", StaticFiles(directory=Path(__file__).parent / "static"), name="ui-static")
     app.add_api_route("/ui", lambda: RedirectResponse("/ui/", status_code=307), include_in_schema=False)
