@@ -26,6 +26,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/mypy
+	$(BIN)/python tests/ui/setup_browser.py  # the browser tests' Chromium (apt) and axe-core (npm), if missing
 	$(BIN)/pytest -q
 
 test-slow: $(STAMP)
