@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples scripts
 	$(BIN)/mypy
 	$(BIN)/python tests/ui/setup_browser.py  # the browser tests' Chromium (apt) and axe-core (npm), if missing
 	$(BIN)/pytest -q
