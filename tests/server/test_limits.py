@@ -46,6 +46,24 @@ def test_the_key_is_the_whole_header_so_a_forged_secret_spends_its_own_budget() 
     assert credential_key(real) == credential_key(dict(real)) and b"secret" not in credential_key(real).encode()
 
 
+
+def test_each_ui_session_has_its_own_bucket_behind_one_address() -> None:
+    def ui(cookie: bytes) -> dict[str, object]:
+        return {"headers": [(b"cookie", cookie)], "client": ("10.0.0.1", 1)}  # one proxy in front of everyone
+    one, two = ui(b"theme=dark; ragtune_session=AAA"), ui(b"ragtune_session=BBB")
+    assert len({credential_key(one), credential_key(two), credential_key(ui(b"theme=dark"))}) == 3
+    assert credential_key(ui(b"x_ragtune_session=AAA")) == credential_key(ui(b""))  # only the real cookie counts
+    assert b"AAA" not in credential_key(one).encode()
+
+
+def test_static_files_spend_no_budget(tiny: tuple[str, dict[str, str], Project]) -> None:
+    url, _, _ = tiny
+    with httpx2.Client(base_url=url, timeout=60) as c:
+        codes = [c.get("/ui/static/ui.css").status_code for _ in range(6)]  # twice the rate of 3 a minute
+        assert codes == [200] * 6
+        assert [c.get("/ui/login").status_code for _ in range(4)][-1] == 429  # pages do
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str], Project]]:
     project = small_project(tmp_path_factory.mktemp("limits"), {"rate_limit_per_minute": 3, "max_upload_mb": 0.001})

@@ -2,13 +2,16 @@
 
 Rate limit: a token bucket per credential (``service.rate_limit_per_minute`` requests a minute, bursts up to
 that many), keyed by a hash of the whole ``Authorization`` header, so a request that forges another key's id
-spends its own budget, not that key's; requests without the header share one bucket per client address.
+spends its own budget, not that key's; a web UI request by a hash of its session cookie (its own bucket per
+session, even when many users reach the server through one proxy); other requests share one bucket per client
+address.
 Beyond it: 429, code ``rate_limited``, with ``Retry-After`` (whole seconds until a request is allowed).
 
 Timeout: a request with no response started after ``service.request_timeout_s`` gets 504, code ``timeout``.
 The work itself is not interrupted (a route running in the threadpool cannot be cancelled): it finishes in
 the background and its response is dropped. Once a response has started (an SSE stream) it is not cut off.
-``/healthz`` and ``/readyz`` are exempt from both, so probes never see 429 or 504.
+``/healthz``, ``/readyz`` and the UI's static files (``/ui/static/``) are exempt from both, so probes never
+see 429 or 504 and a page load costs one request of the budget.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import asyncio
 import hashlib
 import json
 import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -25,12 +29,15 @@ from typing import Any
 from fastapi import FastAPI
 
 from ragtune.server.deps import Service
+from ragtune.server.ui.session import COOKIE
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Any]
 Send = Callable[[Message], Any]
 EXEMPT = frozenset({"/healthz", "/readyz"})
+STATIC = "/ui/static/"
+_SESSION_COOKIE = re.compile(rb"(?:^|;)\s*" + re.escape(COOKIE.encode()) + rb"=([^;\s]+)")
 MAX_BUCKETS = 10_000  # full buckets are dropped beyond this many credentials (a full bucket is a fresh one)
 
 
@@ -63,10 +70,17 @@ class TokenBuckets:
 
 
 def credential_key(scope: Scope) -> str:
-    """The rate-limit key of a request: a hash of its ``Authorization`` header, else its client address."""
+    """The rate-limit key of a request: a hash of its ``Authorization`` header, else of its UI session cookie,
+    else its client address."""
+    cookies = b""
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
             return "cred:" + hashlib.sha256(value).hexdigest()[:32]
+        if name == b"cookie":
+            cookies = value
+    session = _SESSION_COOKIE.search(cookies)
+    if session is not None:
+        return "ui:" + hashlib.sha256(session[1]).hexdigest()[:32]
     client = scope.get("client") or ("unknown", 0)
     return f"anon:{client[0]}"
 
@@ -89,7 +103,7 @@ class LimitsMiddleware:
         self._background: set[asyncio.Task[Any]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in EXEMPT:
+        if scope["type"] != "http" or scope.get("path") in EXEMPT or scope.get("path", "").startswith(STATIC):
             await self.app(scope, receive, send)
             return
         wait = self.buckets.take(credential_key(scope))
