@@ -391,10 +391,18 @@ class Project:
 
     def document_chunks(self, doc_id: str, principal: Principal) -> list[Chunk]:
         """The chunks of one document that ``principal`` may read, in document order (none: unknown or not
-        readable). The store filters them by ACL inside its query."""
-        ids = [row.chunk_id for row in self.store.chunk_index() if row.doc_id == doc_id]
-        chunks = self.store.get_chunks(ids, principal) if ids else {}
-        return sorted(chunks.values(), key=lambda c: (c.ordinal, c.char_start))
+        readable). Fetched by id (``chunk_id_for(doc_id, ordinal)``, ordinals 0, 1, ...) in batches, with the
+        ACL filter inside the store query, so no scan of the index."""
+        from ragtune.ingest.chunking import chunk_id_for
+
+        out: list[Chunk] = []
+        batch = 64
+        while True:
+            ids = [chunk_id_for(doc_id, i) for i in range(len(out), len(out) + batch)]
+            found = self.store.get_chunks(ids, principal)
+            out.extend(found[i] for i in ids if i in found)
+            if len(found) < batch:
+                return out
 
     def sources(self, principal: Principal | None = None) -> list[DocRecord]:
         """Ingested documents with chunk count, ACL, modification and sync times: every one (the admin
