@@ -9,6 +9,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ragtune.project import Project
 
 
 def write(path: Path, text: str) -> Path:
@@ -45,3 +49,26 @@ def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def serve_project(project: Project) -> Iterator[str]:
+    """``create_app(project)`` on uvicorn in a thread on a free 127.0.0.1 port until the block ends; yields the
+    base URL once ``/readyz`` answers 200."""
+    import uvicorn
+
+    from ragtune.server.app import create_app
+    from ragtune.server.local import free_port, wait_ready
+
+    server = uvicorn.Server(uvicorn.Config(create_app(project), host="127.0.0.1", port=free_port(),
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.config.port}"
+    try:
+        if not wait_ready(url, 120):
+            raise RuntimeError("the test server never became ready")
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

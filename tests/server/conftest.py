@@ -3,19 +3,15 @@ and API keys for several users and roles."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx2
 import pytest
-import uvicorn
-from helpers import write
+from helpers import serve_project, write
 
 from ragtune.config import init_project
 from ragtune.project import Project
-from ragtune.server.app import create_app
-from ragtune.server.local import free_port, wait_ready
 
 
 @dataclass
@@ -46,19 +42,5 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         record, keys[name] = project.key_store.create(user, groups, role)
         if name == "revoked":
             project.key_store.revoke(record.key_id)
-    port = free_port()
-    config = uvicorn.Config(create_app(project), host="127.0.0.1", port=port, log_level="warning")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    if not wait_ready(url, 120):
-        raise RuntimeError("the test server never became ready")
-    yield Server(url, project, keys)
-    uv.should_exit = True
-    thread.join(timeout=30)
-
-
-# The shared server must not throttle the tests that share it (several poll it quickly): its per-key rate
-# limit is set high here; tests/server/test_limits.py checks a tiny one on its own server.
-__import__("os").environ.setdefault("RAGTUNE_SERVICE__RATE_LIMIT_PER_MINUTE", "1000000")
+    with serve_project(project) as url:
+        yield Server(url, project, keys)

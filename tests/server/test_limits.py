@@ -9,13 +9,14 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from helpers import serve_project as serve
 
 from ragtune.project import Project
 from ragtune.server.documents import uploads_dir
 from ragtune.server.limits import TokenBuckets, credential_key
 
 from .conftest import Server
-from .live import serve, small_project
+from .live import small_project
 
 
 class Clock:

@@ -8,10 +8,11 @@ from collections.abc import Iterator
 
 import httpx2
 import pytest
+from helpers import serve_project as serve
 from oidc_provider import AUDIENCE, Provider, rsa_key
 from oidc_provider import serve as serve_provider
 
-from .live import serve, small_project
+from .live import small_project
 
 QUESTION = "How long are backups kept?"
 

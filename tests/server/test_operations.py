@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import httpx2
 import pytest
+from helpers import serve_project as serve
 from helpers import write
 
 from ragtune.audit.log import log_path
@@ -17,7 +18,7 @@ from ragtune.project import Project
 from ragtune.tuning.head import HeadClassifier
 from ragtune.tuning.registry import new_card
 
-from .live import serve, small_project
+from .live import small_project
 
 Live = tuple[str, dict[str, str], Project]
 

@@ -9,10 +9,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 import pytest
+from helpers import serve_project as serve
 from oidc_provider import AUDIENCE, Provider, rsa_key
 from oidc_provider import serve as serve_provider
 
-from .live import serve, small_project
+from .live import small_project
 
 
 @pytest.fixture(scope="module")

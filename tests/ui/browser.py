@@ -8,14 +8,11 @@ editor and an admin.
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from helpers import write
 from playwright.sync_api import BrowserContext, Locator, Page, Response, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
@@ -23,8 +20,6 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from ragtune.config import init_project
 from ragtune.core import Principal
 from ragtune.project import Project
-from ragtune.server.app import create_app
-from ragtune.server.local import free_port, wait_ready
 
 HR_TEXT = "Parental leave lasts sixteen weeks at full pay."
 OPS_TEXT = "Backups are kept for ninety days in two regions."
@@ -74,23 +69,6 @@ def build_project(root: Path) -> tuple[Project, dict[str, str]]:
     for name, user, groups, role in USERS:
         _, keys[name] = project.key_store.create(user, groups, role)
     return project, keys
-
-
-@contextmanager
-def serve(project: Project) -> Iterator[str]:
-    """Serve ``project`` (uvicorn in a thread) until the block ends; yields the base URL once it is ready."""
-    server = uvicorn.Server(uvicorn.Config(create_app(project), host="127.0.0.1", port=free_port(),
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.config.port}"
-    if not wait_ready(url, 120):
-        raise RuntimeError("the UI test server never became ready")
-    try:
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def login(context: BrowserContext, url: str, key: str) -> Page:

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import serve_project as serve
 from playwright.sync_api import Browser, BrowserContext, sync_playwright
 
-from .browser import UiServer, build_project, serve
+from .browser import UiServer, build_project
 from .setup_browser import SetupError, ensure_axe, ensure_chromium, ensure_playwright
 
 NewContext = Callable[..., BrowserContext]

@@ -10,21 +10,15 @@ must never serve.
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
-import uvicorn
 from helpers import write
 
 from ragtune.config import init_project
 from ragtune.project import Project
 from ragtune.reporting import write_markdown_and_html
-from ragtune.server.app import create_app
-from ragtune.server.local import free_port, wait_ready
 
 SCRIPT_TITLE = "Notice <script>alert(1)</script>"
 TRAIN = [("my card has not arrived yet", "card"), ("when will my new card come", "card"),
@@ -98,7 +92,7 @@ def build_project(root: Path) -> tuple[Project, dict[str, str]]:
     write(root / "docs" / "ops" / "backups.md", "# Backups\n\nBackups are kept for ninety days in two regions.\n")
     init_project(root / "p")
     project = Project.open(root / "p")
-    # The tests share this server and poll it; UI requests carry no Authorization header, so all share one bucket.
+    # The tests share this server and poll its job fragments: no rate limit gets in their way here.
     project.settings = project.settings.model_copy(update={
         "service": project.settings.service.model_copy(update={"rate_limit_per_minute": 1_000_000})})
     project.ingest(root / "docs")
@@ -114,20 +108,3 @@ def build_project(root: Path) -> tuple[Project, dict[str, str]]:
     write(project_dir / "secret.html", "<p>outside the registry</p>")
     keys = {name: project.key_store.create(user, groups, role)[1] for name, user, groups, role in USERS}
     return project, keys
-
-
-@contextmanager
-def serve(project: Project) -> Iterator[str]:
-    """Serve ``project`` (uvicorn in a thread) until the block ends; yields the base URL once it is ready."""
-    server = uvicorn.Server(uvicorn.Config(create_app(project), host="127.0.0.1", port=free_port(),
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.config.port}"
-    if not wait_ready(url, 120):
-        raise RuntimeError("the page test server never became ready")
-    try:
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)

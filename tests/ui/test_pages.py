@@ -11,11 +11,12 @@ from collections.abc import Iterator
 
 import httpx2
 import pytest
+from helpers import serve_project as serve
 
 from ragtune.audit.log import log_path
 from ragtune.server.ui.pages_metrics import Snapshot, quantile, series, sparkline
 
-from .pages_fixtures import SCRIPT_TITLE, PagesServer, UiClient, build_project, serve
+from .pages_fixtures import SCRIPT_TITLE, PagesServer, UiClient, build_project
 
 HX = {"HX-Request": "true"}
 ROLES = ("hr", "editor", "admin")  # a reader, an editor, an admin
