@@ -17,7 +17,7 @@ from ragtune.server import schemas as S
 from ragtune.server.deps import Service, audited
 from ragtune.server.streaming import run_streamed, sse
 from ragtune.server.ui.render import SECURITY_HEADERS, page, render
-from ragtune.server.ui.session import UiContext, UiError, check_csrf, context
+from ragtune.server.ui.session import UiContext, UiError, context, posted
 from ragtune.service.identity import Action
 
 CHECKER = "groundedness"  # the registry name `ragtune verify train` registers the trained checker under
@@ -61,9 +61,7 @@ def router(service: Service) -> APIRouter:
     @r.post("/ui/ask")
     async def ask(request: Request, question: Annotated[str, Form(min_length=1, max_length=S.MAX_QUESTION_CHARS)],
                   csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
-        ctx = ctx_of(request)
-        check_csrf(ctx, request, csrf)
-        ctx.require(Action.ASK)
+        ctx = posted(service, request, csrf, Action.ASK)
         service.require_ready()
 
         def work(on_token: Callable[[str], None]) -> str:
@@ -91,8 +89,7 @@ def router(service: Service) -> APIRouter:
                  verdict: Annotated[str, Form(pattern="^(up|down)$")],
                  comment: Annotated[str, Form(max_length=2000)] = "",
                  csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
-        ctx = ctx_of(request)
-        check_csrf(ctx, request, csrf)
+        ctx = posted(service, request, csrf)
         entry = project.ui_store.history_item(ctx.identity.principal, item)
         if entry is None:
             raise UiError(404, "Not found", "no such answer in your history")

@@ -22,7 +22,7 @@ from ragtune.project import Project
 from ragtune.server.deps import Service
 from ragtune.server.ui.pages import FormError, respond
 from ragtune.server.ui.render import page
-from ragtune.server.ui.session import UiError, check_csrf, context
+from ragtune.server.ui.session import UiError, context, posted
 from ragtune.service.identity import Action
 
 DEFAULT_REPORT_DIR = "advisor-report"
@@ -111,8 +111,7 @@ def router(service: Service) -> APIRouter:
                     latency_ms: Annotated[str, Form(max_length=12)] = "",
                     regulated: Annotated[str, Form(max_length=10)] = "",
                     csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
-        ctx = context(service, request)
-        check_csrf(ctx, request, csrf)
+        ctx = posted(service, request, csrf)
         answers = {"task": task, "knowledge_change": knowledge_change, "citations": citations,
                    "structured_output": structured_output, "examples_per_class": examples_per_class,
                    "fast_iteration": fast_iteration, "latency_ms": latency_ms, "regulated": regulated}

@@ -26,7 +26,7 @@ from ragtune.server.deps import ApiError, Service
 from ragtune.server.jobs import Job, JobProgress, Work
 from ragtune.server.ui.pages import FormError, respond, ui_errors
 from ragtune.server.ui.render import page
-from ragtune.server.ui.session import UiContext, UiError, check_csrf, context
+from ragtune.server.ui.session import UiContext, UiError, context, posted
 from ragtune.service.identity import Action, Role
 
 MAX_FILES = 20  # files per upload form
@@ -129,9 +129,7 @@ def router(service: Service) -> APIRouter:
     async def upload(request: Request, files: Annotated[list[UploadFile] | None, File()] = None,
                      acl: Annotated[str, Form(max_length=2000)] = "",
                      csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
-        ctx = context(service, request)
-        check_csrf(ctx, request, csrf)
-        ctx.require(Action.DOCUMENTS)
+        ctx = posted(service, request, csrf, Action.DOCUMENTS)
         try:
             with ui_errors():
                 service.require_ready()
@@ -144,9 +142,7 @@ def router(service: Service) -> APIRouter:
 
     @r.post("/ui/documents/sync")
     def sync(request: Request, csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
-        ctx = context(service, request)
-        check_csrf(ctx, request, csrf)
-        ctx.require(Action.SYNC)
+        ctx = posted(service, request, csrf, Action.SYNC)
         try:
             with ui_errors():
                 service.require_ready()

@@ -24,7 +24,7 @@ from ragtune.server.operations import model_out, pipeline_file
 from ragtune.server.schemas import MAX_QUESTION_CHARS
 from ragtune.server.ui.pages import FormError, respond, ui_errors
 from ragtune.server.ui.render import SECURITY_HEADERS, page
-from ragtune.server.ui.session import UiContext, UiError, check_csrf, context
+from ragtune.server.ui.session import UiContext, UiError, context, posted
 from ragtune.service.identity import Action
 
 MAX_TEXTS = 256  # as POST /v1/classify
@@ -137,9 +137,7 @@ def router(service: Service) -> APIRouter:
     def run(request: Request, name: Annotated[str, Form(max_length=200)] = "",
             text: Annotated[str, Form(max_length=100_000)] = "",
             csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
-        ctx = context(service, request)
-        check_csrf(ctx, request, csrf)
-        ctx.require(Action.RUN)
+        ctx = posted(service, request, csrf, Action.RUN)
         try:
             if not text.strip() or len(text) > MAX_QUESTION_CHARS:
                 raise FormError(f"Text: write the input to run the pipeline on (1 to {MAX_QUESTION_CHARS} "
@@ -169,9 +167,7 @@ def router(service: Service) -> APIRouter:
                      texts: Annotated[str, Form(max_length=500_000)] = "",
                      top_k: Annotated[str, Form(max_length=5)] = "3",
                      csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
-        ctx = context(service, request)
-        check_csrf(ctx, request, csrf)
-        ctx.require(Action.CLASSIFY)
+        ctx = posted(service, request, csrf, Action.CLASSIFY)
         lines = [t.strip() for t in texts.splitlines() if t.strip()]
         k = int(top_k) if top_k.isdigit() else 0
         values: dict[str, Any] = {"models": model_names(), "model": model, "texts": texts, "top_k": k or 3,

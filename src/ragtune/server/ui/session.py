@@ -100,6 +100,16 @@ def start_session(request: Request, project: Project, kind: str, credential: str
     return response
 
 
+def posted(service: Service, request: Request, csrf: str, action: Action | str | None = None) -> UiContext:
+    """The logged-in user of a state-changing request: :func:`context`, then :func:`check_csrf`, then (with
+    ``action``) the 403 page unless the role may perform it."""
+    ctx = context(service, request)
+    check_csrf(ctx, request, csrf)
+    if action is not None:
+        ctx.require(action)
+    return ctx
+
+
 def check_csrf(ctx: UiContext, request: Request, token: str | None) -> None:
     """400 unless the form field or the ``X-CSRF-Token`` header carries this session's token."""
     sent = token or request.headers.get("x-csrf-token") or ""
@@ -141,8 +151,7 @@ def router(service: Service) -> APIRouter:
 
     @r.post("/ui/logout")
     def logout(request: Request, csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
-        ctx = context(service, request)
-        check_csrf(ctx, request, csrf)
+        posted(service, request, csrf)
         project.ui_store.close_session(request.cookies.get(COOKIE, ""))
         response = RedirectResponse("/ui/login", status_code=303, headers=SECURITY_HEADERS)
         response.delete_cookie(COOKIE, path="/ui")
