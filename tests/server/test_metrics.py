@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import time
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -74,13 +76,23 @@ def test_a_request_is_one_trace_from_the_middleware_to_every_stage(server: Serve
 
     exporter = InMemorySpanExporter()
     tracing.configure_tracing(ObservabilitySettings(), exporter=exporter)
+    def root_span() -> Any:
+        return next((s for s in exporter.get_finished_spans() if s.name == "request"
+                     and (s.attributes or {}).get("ragtune.request_id") == "span-1"), None)
+
     try:
         with server.client("ops") as c:
             assert c.post("/v1/ask", json={"question": QUESTION}, headers={"X-Request-ID": "span-1"}).is_success
+        # The request span ends when the middleware returns, just after the last byte is sent: the client can
+        # have the response a moment before the server thread has finished the span.
+        deadline = time.monotonic() + 10
+        while root_span() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
     finally:
         tracing.shutdown_tracing()
     spans = exporter.get_finished_spans()
-    root = next(s for s in spans if s.name == "request" and (s.attributes or {}).get("ragtune.request_id") == "span-1")
+    root = root_span()
+    assert root is not None, [s.name for s in spans]
     attrs = dict(root.attributes or {})
     assert attrs["ragtune.route"] == "/v1/ask" and attrs["ragtune.status"] == 200
     trace = [s for s in spans if s.context.trace_id == root.context.trace_id]
