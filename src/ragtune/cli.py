@@ -38,12 +38,14 @@ from ragtune.cli_common import (
 from ragtune.config import GeneratorSettings, init_project, load_settings
 from ragtune.core import Answer, Hit, Principal
 from ragtune.errors import ConfigError, RagtuneError
+from ragtune.evaluation.cli import eval_app
 from ragtune.index_cli import check, roots_app, sources
 from ragtune.ingest.acl import parse_acl_option
 from ragtune.project import Project
 from ragtune.server.cli import serve
 from ragtune.service.keys_cli import keys_app
 from ragtune.tuning.cli import classify, models_app, train
+from ragtune.tuning.retriever.cli import reindex, tune_app
 from ragtune.verify.cli import verify_app
 
 app = typer.Typer(
@@ -297,6 +299,8 @@ def search(
 app.command()(train)
 app.command()(classify)
 app.add_typer(models_app, name="models")
+app.add_typer(tune_app, name="tune")
+app.command("reindex")(reindex)
 
 
 @app.command("run")
@@ -355,6 +359,7 @@ app.add_typer(roots_app, name="roots")
 app.command()(check)
 app.command("advise")(advise_guide)
 app.add_typer(verify_app, name="verify")
+app.add_typer(eval_app, name="eval")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.command("serve")(serve)

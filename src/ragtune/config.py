@@ -42,10 +42,21 @@ class _Section(BaseModel):
 class EmbedderSettings(_Section):
     """Which embedding model to use and how to run it."""
 
+    # minilm: the packaged all-MiniLM-L6-v2; registry:NAME[@VERSION]: a bi-encoder tuned on this corpus with
+    # `ragtune tune retriever` (`ragtune reindex --embedder ...` re-embeds the index and sets it here).
     model: str = "minilm"
     batch_size: int = Field(32, ge=1, le=1024)
     threads: int = Field(2, ge=1, le=64)
     runtime: Literal["auto", "onnx", "torch"] = "auto"
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        if value in ("minilm", "all-MiniLM-L6-v2") or re.fullmatch(
+                r"registry:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(@[1-9][0-9]*)?", value):
+            return value
+        raise ValueError("must be minilm (the packaged model) or registry:NAME[@VERSION], a bi-encoder trained "
+                         "with `ragtune tune retriever`")
 
 
 class IngestSettings(_Section):

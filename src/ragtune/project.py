@@ -82,9 +82,11 @@ class Project:
 
     @cached_property
     def embedder(self) -> Embedder:
-        """The configured embedder (model weights load on first embed)."""
+        """The configured embedder (model weights load on first embed): ``minilm``, or ``registry:NAME[@VERSION]``,
+        a bi-encoder from this project's registry (``ragtune tune retriever``)."""
         e = self.settings.embedder
-        return make_embedder(e.model, batch_size=e.batch_size, threads=e.threads, runtime=e.runtime)
+        return make_embedder(e.model, batch_size=e.batch_size, threads=e.threads, runtime=e.runtime,
+                             models_dir=self.settings.models_dir)
 
     @cached_property
     def store(self) -> Store:
@@ -109,6 +111,26 @@ class Project:
             self.store, self.embedder, top_k=r.top_k, lexical_k=r.lexical_k, dense_k=r.dense_k,
             rrf_k=r.rrf_k, lexical_weight=r.lexical_weight, dense_weight=r.dense_weight,
             lexical_isolation=r.lexical_isolation, reranker=self.reranker,
+            rerank_candidates=self.settings.rerank.candidates,
+        )
+
+    def retriever_variant(self, *, rerank: bool = True, **retrieval: Any) -> HybridRetriever:
+        """A new retriever over this project's store and embedder with ``retrieval`` settings overridden, e.g.
+        ``retriever_variant(dense_weight=0.0)`` for BM25 only; ``rerank=False`` leaves the configured reranker
+        out. The overrides are checked like the ``retrieval`` section of ragtune.yaml (an unknown key or a value
+        out of range is a ``ConfigError``). ``ragtune eval retrieval`` compares configurations with it."""
+        from pydantic import ValidationError
+
+        from ragtune.config import RetrievalSettings
+
+        try:
+            r = RetrievalSettings(**{**self.settings.retrieval.model_dump(), **retrieval})
+        except ValidationError as exc:
+            raise ConfigError(f"retrieval overrides {retrieval}: {exc.errors()[0]['msg']}") from exc
+        return HybridRetriever(
+            self.store, self.embedder, top_k=r.top_k, lexical_k=r.lexical_k, dense_k=r.dense_k,
+            rrf_k=r.rrf_k, lexical_weight=r.lexical_weight, dense_weight=r.dense_weight,
+            lexical_isolation=r.lexical_isolation, reranker=self.reranker if rerank else None,
             rerank_candidates=self.settings.rerank.candidates,
         )
 
@@ -339,10 +361,16 @@ class Project:
                 self._embedder_checked = True
             return
         if stored != current:
+            from ragtune.index_reembed import MARKER_KEY
+
+            if state.meta().get(MARKER_KEY):
+                raise ConfigError(f"the index in {self.settings.index_dir} is being switched to another embedder "
+                                  f"{stored}; it cannot be searched or synced until then")
             raise ConfigError(
                 f"the index in {self.settings.index_dir} was built with embedder {stored}, but the project now uses "
-                f"{current}: vectors of two models cannot be searched together. Move that folder away and "
-                "ingest every root again (`ragtune roots list` shows them), or set embedder back in ragtune.yaml"
+                f"{current}: vectors of two models cannot be searched together. Re-embed it with `ragtune reindex "
+                f"--embedder {self.settings.embedder.model}`, or move that folder away and ingest every root again "
+                "(`ragtune roots list` shows them), or set embedder back in ragtune.yaml"
             )
         self._embedder_checked = True
 

@@ -31,7 +31,7 @@ from ragtune.models.hf import (
 
 __all__ = ["CACHE_SIZE", "RUNTIMES", "Embedder", "MiniLMEmbedder", "TokenCounter", "cache_dir",
            "clear_embedding_cache", "embedding_cache_bypassed", "make_embedder", "minilm_model_dir",
-           "minilm_token_counts", "model_dim", "model_revision", "onnx_session"]
+           "minilm_token_counts", "model_dim", "model_revision", "onnx_encoder", "onnx_session"]
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 """Tokens per text without special tokens, untruncated: what :meth:`Embedder.count_tokens` is."""
@@ -87,7 +87,8 @@ def model_dim(path: Path) -> int:
     loaded): the pooling layer's input width, else the transformer's hidden size."""
     pooling = path / "1_Pooling" / "config.json"
     if pooling.is_file():
-        return int(json.loads(pooling.read_text(encoding="utf-8"))["word_embedding_dimension"])
+        config = json.loads(pooling.read_text(encoding="utf-8"))  # sentence-transformers 6 renamed the key
+        return int(config.get("word_embedding_dimension") or config["embedding_dimension"])
     return int(json.loads((path / "config.json").read_text(encoding="utf-8"))["hidden_size"])
 
 
@@ -284,7 +285,15 @@ def _load_onnx_encoder(path: str, threads: int, window: int) -> Callable[..., np
     target = cache_dir() / "embedders" / f"all-MiniLM-L6-v2-{stamp}" / "model.onnx"
     if not target.is_file():
         _export_minilm_onnx(model_dir, target)
-    session = onnx_session(target, threads)
+    return onnx_encoder(str(target), path, threads, window)
+
+
+@functools.lru_cache(maxsize=4)
+def onnx_encoder(onnx_path: str, path: str, threads: int, window: int) -> Callable[..., np.ndarray]:
+    """A batch encoder (mean pooling, unit length) over the ONNX graph ``onnx_path`` of the sentence-transformers
+    model in ``path`` (its tokenizer and configuration), shared per process: the base model and tuned ones."""
+    model_dir = Path(path)
+    session = onnx_session(Path(onnx_path), threads)
     tokenizer = load_tokenizer(model_dir / "tokenizer.json", window)
 
     def encode(texts: list[str], batch_size: int = 32) -> np.ndarray:
@@ -307,8 +316,21 @@ def _load_onnx_encoder(path: str, threads: int, window: int) -> Callable[..., np
     return encode
 
 
-def make_embedder(model: str, batch_size: int = 32, threads: int = 2, runtime: str = "auto") -> Embedder:
-    """The embedder named in the settings."""
+REGISTRY_PREFIX = "registry:"
+
+
+def make_embedder(model: str, batch_size: int = 32, threads: int = 2, runtime: str = "auto",
+                  models_dir: Path | None = None) -> Embedder:
+    """The embedder named in the settings: ``minilm`` (the packaged model), or ``registry:NAME`` /
+    ``registry:NAME@VERSION``, a bi-encoder tuned with ``ragtune tune retriever`` in the registry ``models_dir``
+    (resolved on first use, so building it does no I/O)."""
     if model in ("minilm", "all-MiniLM-L6-v2"):
         return MiniLMEmbedder(batch_size=batch_size, threads=threads, runtime=runtime)
-    raise ConfigError(f"unknown embedder model {model!r}; available: minilm")
+    if model.startswith(REGISTRY_PREFIX):
+        if models_dir is None:
+            raise ConfigError(f"embedder {model!r} needs the project's model registry (models_path)")
+        from ragtune.tuning.retriever.tuned import TunedEmbedder
+
+        return TunedEmbedder(models_dir, model, batch_size=batch_size, threads=threads, runtime=runtime)
+    raise ConfigError(f"unknown embedder model {model!r}; available: minilm, or registry:NAME[@VERSION] for a "
+                      "bi-encoder trained with `ragtune tune retriever`")

@@ -1,0 +1,167 @@
+"""``ragtune tune retriever`` (in the ``tune`` group, for model kinds beyond classifiers) and ``ragtune reindex``.
+
+Register in ``ragtune/cli.py`` with ``app.add_typer(tune_app, name="tune")`` and
+``app.command("reindex")(reindex)``. Heavy libraries load inside the commands.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from ragtune.cli_common import ProjectOpt, err, out
+from ragtune.config import CONFIG_NAME
+from ragtune.errors import ConfigError, EmptyCorpusError
+from ragtune.project import Project
+
+tune_app = typer.Typer(
+    help="Train models beyond classifiers from the project's own data (`ragtune train` trains classifiers).",
+    no_args_is_help=True,
+)
+
+
+def _bar() -> Any:
+    from ragtune.tuning.cli import _train_progress
+
+    return _train_progress()
+
+
+def _progress(bar: Any) -> Any:
+    from ragtune.tuning.cli import _RichTrainProgress
+    from ragtune.tuning.train import PlainProgress
+
+    if bar.disable:  # piped or logged: a plain line per phase and every 10 s
+        return PlainProgress(lambda line: err.print(line, markup=False, highlight=False))
+    return _RichTrainProgress(bar)
+
+
+def _check_index(proj: Project) -> None:
+    """The index must hold chunks embedded by the configured embedder (its vectors serve the dense mining)."""
+    if proj.store.count() == 0:
+        raise EmptyCorpusError("the index is empty: run `ragtune ingest PATH` first; the retriever is trained "
+                               "from the indexed chunks")
+    stored, current = proj.store.state.meta().get("embedder"), proj.embedder.fingerprint
+    if stored is not None and stored != current:
+        raise ConfigError(f"the index was embedded with {stored} but the project's embedder is {current}: set "
+                          "embedder.model back in ragtune.yaml (or finish `ragtune reindex`) before tuning")
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.3f}"
+
+
+@tune_app.command("retriever")
+def tune_retriever(
+    name: Annotated[str, typer.Option("--name", "-n", help="Registry name of the tuned embedder (a new version "
+                                                           "each run).")] = "retriever",
+    max_pairs: Annotated[int, typer.Option("--max-pairs", min=2, help="At most this many training pairs "
+                                                                      "(a deterministic sample for --seed).")] = 5000,
+    time_budget: Annotated[float | None, typer.Option("--time-budget", min=1, help="Stop training after the step "
+                                                      "that passes this many seconds; the model is still saved "
+                                                      "(the card says it was stopped).")] = None,
+    epochs: Annotated[float, typer.Option(min=0.01, help="Passes over the training pairs.")] = 1.0,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=2, help="Pairs per step (each batch is one ACL; "
+                                                                        "larger gives more in-batch "
+                                                                        "negatives).")] = 32,
+    learning_rate: Annotated[float, typer.Option("--learning-rate", min=1e-7, help="AdamW learning rate.")] = 3e-5,
+    holdout: Annotated[float, typer.Option(min=0.0, max=0.5, help="Share of documents held out for the "
+                                                                  "before/after recall@10 check.")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed for the pair sample, split and training.")] = 0,
+    project: ProjectOpt = None,
+) -> None:
+    """Adapt the embedder to this corpus, with no labels, and register it as an embedder model.
+
+    Training pairs come from the index itself: each heading (or title) with the text under it, and one sentence
+    of a chunk with the rest of that chunk. Each pair gets a hard negative mined with BM25 or dense search among
+    chunks with exactly the same ACL (never from the positive's own document), and every training batch holds one
+    ACL, so no chunk is ever paired or contrasted with a chunk other readers may not see. The packaged
+    all-MiniLM-L6-v2 is fine-tuned (MultipleNegativesRankingLoss) on the CPU with embedder.threads threads;
+    recall@10 on held-out documents is reported for the base and the adapted model. Serve it with
+    `ragtune reindex --embedder registry:NAME`.
+    """
+    from ragtune.tuning.retriever.biencoder import RECALL_K, train_biencoder
+    from ragtune.tuning.retriever.pairs import generate_pairs
+
+    proj = Project.open(project)
+    _check_index(proj)
+    with _bar() as bar:
+        progress = _progress(bar)
+        pairs = generate_pairs(proj.store, proj.embedder, max_pairs=max_pairs, seed=seed, progress=progress)
+        c = pairs.counts
+        err.print(f"pairs: {c.get('pairs', 0)} ({c.get('heading_pairs', 0)} heading, {c.get('sentence_pairs', 0)} "
+                  f"sentence) from {c['chunks']} chunks; hard negatives {c.get('negatives_bm25', 0)} BM25, "
+                  f"{c.get('negatives_dense', 0)} dense, {c['without_negative']} none; skipped: "
+                  f"{c['chunks_without_pair']} chunks too short, {c['unreadable_chunks']} readable by nobody, "
+                  f"{c['capped']} over --max-pairs", markup=False, highlight=False)
+        result = train_biencoder(
+            proj.registry, name, pairs, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+            time_budget=time_budget, threads=proj.settings.embedder.threads, seed=seed, holdout=holdout,
+            data_source=f"{proj.settings.index_dir} ({c['chunks']} chunks)",
+            base_fingerprint=proj.embedder.fingerprint, progress=progress)
+    card, m = result.card, result.card.metrics
+    stopped = " — stopped by --time-budget" if card.notes["stopped"] == "time budget" else ""
+    out.print(f"[green]registered {escape(name)} v{card.version}[/green] (embedder): {m['steps']} of "
+              f"{m['planned_steps']} steps on {m['train_pairs']} pairs in {m['train_seconds']} s{stopped}")
+    if m["heldout_queries"]:
+        out.print(f"held-out recall@{RECALL_K} ({m['heldout_queries']} queries from documents never trained on): "
+                  f"base {_fmt(m[f'heldout_recall@{RECALL_K}_base'])} → adapted "
+                  f"{_fmt(m[f'heldout_recall@{RECALL_K}_adapted'])}; mean rank "
+                  f"{_fmt(m['heldout_mean_rank_base'])} → {_fmt(m['heldout_mean_rank_adapted'])}")
+    else:
+        out.print("held-out check: skipped (fewer than 5 documents, or --holdout 0)")
+    out.print(f"report: {escape(str(result.folder / 'report.md'))}")
+    out.print(f"next: ragtune reindex --embedder registry:{escape(name)}@{card.version}"
+              + (f" --project {escape(str(project))}" if project else ""))
+
+
+def reindex(
+    embedder: Annotated[str, typer.Option("--embedder", "-e", help="The embedder to re-embed with: "
+                                                                   "registry:NAME[@VERSION] (from `ragtune tune "
+                                                                   "retriever`) or minilm.")],
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Chunks embedded per staged batch (what "
+                                                                        "a killed run loses at most).")] = 256,
+    project: ProjectOpt = None,
+) -> None:
+    """Re-embed every stored chunk with another embedder, then make it the project's embedder.
+
+    Resumable: new vectors are staged in batches beside the index (searches keep using the old embedder
+    meanwhile), so a killed run continues where it stopped. The index then switches in one commit and records
+    the new embedder; if that is interrupted, searches are refused until `reindex` is run again. Finally
+    embedder.model is set in ragtune.yaml (pinned to the version, e.g. registry:NAME@2). Holds the index write
+    lock. Documents nobody may read are dropped and come back, re-embedded, at the next `ragtune sync`.
+    Restart a running `ragtune serve` afterwards: it keeps its loaded embedder.
+    """
+    from ragtune.index_reembed import reembed_index, set_embedder_model
+
+    proj = Project.open(project)
+    settings = proj.settings
+    target = Project(settings.model_copy(update={"embedder": settings.embedder.model_copy(update={"model": embedder})}))
+    model = target.embedder
+    spec = str(getattr(model, "spec", embedder))  # a registry name pinned to the version it resolved to
+    with _bar() as bar:
+        progress = _progress(bar)
+        report = reembed_index(target.store, model, spec, settings.index_dir / ".reembed", batch_size=batch_size,
+                               progress=lambda phase, done, total: progress(phase, done, total, {}))
+    if report.already:
+        out.print(f"the index is already embedded with {escape(report.fingerprint)} ({report.chunks} chunks)")
+    else:
+        resumed = f", {report.reused} reused from an interrupted run" if report.reused else ""
+        out.print(f"[green]re-embedded {report.chunks} chunks[/green] with {escape(report.fingerprint)} "
+                  f"({report.embedded} embedded now{resumed}) in {report.seconds:.1f} s")
+        if report.dropped_unreadable_docs:
+            out.print(f"{report.dropped_unreadable_docs} document(s) readable by nobody were dropped; "
+                      "`ragtune sync` brings them back")
+    config = settings.project_dir / CONFIG_NAME
+    line = f'embedder:\n  model: "{spec}"'
+    if os.environ.get("RAGTUNE_EMBEDDER__MODEL", spec) != spec:
+        err.print(f"warning: RAGTUNE_EMBEDDER__MODEL overrides ragtune.yaml; set it to {spec}", markup=False)
+    if settings.embedder.model == spec and not os.environ.get("RAGTUNE_EMBEDDER__MODEL"):
+        return
+    if config.is_file() and set_embedder_model(config, spec):
+        out.print(f"set embedder.model: {escape(spec)} in {escape(str(config))}")
+    else:
+        out.print(f"add this to {escape(str(config))}:\n{escape(line)}")
