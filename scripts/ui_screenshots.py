@@ -15,9 +15,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,28 +41,6 @@ def build_project(folder: Path) -> tuple[Project, str]:
     project = Project.open(folder)
     _, key = project.key_store.create("ada", ["retail", "media"], "admin")
     return project, key
-
-
-@contextmanager
-def serve(project: Project) -> Iterator[str]:
-    """``project`` served by uvicorn in a thread until the block ends; yields the base URL once ready."""
-    import uvicorn
-
-    from ragtune.server.app import create_app
-    from ragtune.server.local import free_port, wait_ready
-
-    server = uvicorn.Server(uvicorn.Config(create_app(project), host="127.0.0.1",
-                                           port=free_port(), log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.config.port}"
-    try:
-        if not wait_ready(url, 180):
-            raise RuntimeError("the server never became ready (see its log above)")
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def shrink(path: Path) -> None:
@@ -155,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ragtune-ui-") as tmp:
         project, key = build_project(args.project or Path(tmp) / "demo")
         print("serving the demo project; taking screenshots:")
-        with serve(project) as url:
+        from ragtune.server.local import serve_in_thread
+
+        with serve_in_thread(project) as url:
             problems = shoot(url, key, args.out)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)

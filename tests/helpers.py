@@ -6,13 +6,26 @@ import csv
 import io
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ragtune.project import Project
+
+# A tiny topic classifier's training set and a pipeline using it (the server and UI pipeline tests).
+TOPIC_TRAIN = [("my card has not arrived yet", "card"), ("when will my new card come", "card"),
+               ("the card still has not been delivered", "card"), ("where is the card you sent", "card"),
+               ("how long are backups kept", "backups"), ("are my backups stored safely", "backups"),
+               ("restore a backup from last week", "backups"), ("how many days of backups exist", "backups")]
+OPS_PIPELINE = """name: ops-qa
+steps:
+  - classify: {model: topic, output: topic}
+  - retrieve: {top_k: 3}
+  - answer: {}
+  - route: {default: self-service, rules: [{queue: backups-team, when: {label: topic, in: [backups]}}]}
+"""
 
 
 def write(path: Path, text: str) -> Path:
@@ -51,24 +64,8 @@ def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         server.server_close()
 
 
-@contextmanager
-def serve_project(project: Project) -> Iterator[str]:
-    """``create_app(project)`` on uvicorn in a thread on a free 127.0.0.1 port until the block ends; yields the
-    base URL once ``/readyz`` answers 200."""
-    import uvicorn
+def serve_project(project: Project) -> AbstractContextManager[str]:
+    """``create_app(project)`` on a free 127.0.0.1 port until the block ends; yields the base URL once ready."""
+    from ragtune.server.local import serve_in_thread
 
-    from ragtune.server.app import create_app
-    from ragtune.server.local import free_port, wait_ready
-
-    server = uvicorn.Server(uvicorn.Config(create_app(project), host="127.0.0.1", port=free_port(),
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.config.port}"
-    try:
-        if not wait_ready(url, 120):
-            raise RuntimeError("the test server never became ready")
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    return serve_in_thread(project, timeout_s=120)

@@ -12,7 +12,7 @@ store:
 models_path: models
 
 embedder:
-  model: minilm        # the packaged all-MiniLM-L6-v2 (384-d, offline), or registry:NAME[@VERSION] (ragtune tune retriever)
+  model: minilm        # packaged all-MiniLM-L6-v2 (384-d, offline), or registry:NAME[@VERSION] (tune retriever)
   batch_size: 32
   threads: 2           # CPU threads for the model; keep at or below the machine's cores
   runtime: auto        # onnx (ONNX export on onnxruntime, ~2.5x faster per query), torch, or auto (onnx if installed)

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import httpx2
 import pytest
+from helpers import OPS_PIPELINE as PIPELINE
+from helpers import TOPIC_TRAIN as TRAIN
 from helpers import serve_project as serve
 from helpers import write
 
@@ -22,17 +24,6 @@ from .live import small_project
 
 Live = tuple[str, dict[str, str], Project]
 
-TRAIN = [("my card has not arrived yet", "card"), ("when will my new card come", "card"),
-         ("the card still has not been delivered", "card"), ("where is the card you sent", "card"),
-         ("how long are backups kept", "backups"), ("are my backups stored safely", "backups"),
-         ("restore a backup from last week", "backups"), ("how many days of backups exist", "backups")]
-PIPELINE = """name: ops-qa
-steps:
-  - classify: {model: topic, output: topic}
-  - retrieve: {top_k: 3}
-  - answer: {}
-  - route: {default: self-service, rules: [{queue: backups-team, when: {label: topic, in: [backups]}}]}
-"""
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
+from helpers import OPS_PIPELINE as PIPELINE
+from helpers import TOPIC_TRAIN as TRAIN
 from helpers import write
 
 from ragtune.config import init_project
@@ -21,17 +23,6 @@ from ragtune.project import Project
 from ragtune.reporting import write_markdown_and_html
 
 SCRIPT_TITLE = "Notice <script>alert(1)</script>"
-TRAIN = [("my card has not arrived yet", "card"), ("when will my new card come", "card"),
-         ("the card still has not been delivered", "card"), ("where is the card you sent", "card"),
-         ("how long are backups kept", "backups"), ("are my backups stored safely", "backups"),
-         ("restore a backup from last week", "backups"), ("how many days of backups exist", "backups")]
-PIPELINE = """name: ops-qa
-steps:
-  - classify: {model: topic, output: topic}
-  - retrieve: {top_k: 3}
-  - answer: {}
-  - route: {default: self-service, rules: [{queue: backups-team, when: {label: topic, in: [backups]}}]}
-"""
 ADVISOR_REPORT = "# ragtune advisor report\n\n**Recommendation: rag**\n\n- <script>alert(2)</script> stays text\n"
 # (key name, user, groups, role)
 USERS = [("hr", "hana", ["hr"], "reader"), ("ops", "otto", ["ops"], "reader"),

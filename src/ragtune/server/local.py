@@ -7,10 +7,16 @@ must wait for the model and index to load before the first request.
 from __future__ import annotations
 
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ragtune.project import Project
 
 
 def free_port() -> int:
@@ -34,3 +40,26 @@ def wait_ready(url: str, timeout_s: float = 120, alive: Callable[[], bool] = lam
             pass
         time.sleep(poll_s)
     return False
+
+
+@contextmanager
+def serve_in_thread(project: Project, timeout_s: float = 180) -> Iterator[str]:
+    """``create_app(project)`` on uvicorn in a daemon thread on a free 127.0.0.1 port until the block ends;
+    yields the base URL once ``/readyz`` answers 200 (``RuntimeError`` if it does not within ``timeout_s``).
+    For tests, scripts and examples that need a real server in-process."""
+    import uvicorn
+
+    from ragtune.server.app import create_app
+
+    server = uvicorn.Server(uvicorn.Config(create_app(project), host="127.0.0.1", port=free_port(),
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.config.port}"
+    try:
+        if not wait_ready(url, timeout_s):
+            raise RuntimeError(f"the server at {url} was not ready within {timeout_s:g} s (see its log above)")
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
