@@ -193,6 +193,12 @@ def _version_cell(promoted: int | None, version: int, latest: int) -> str:
     return f"{version} promoted" + (f", latest {latest}" if latest != version else "")
 
 
+def _metric(metrics: dict[str, Any], key: str) -> str:
+    """A classifier metric to four places, or a dash for a model that has none (an embedder)."""
+    value = metrics.get(key)
+    return f"{value:.4f}" if isinstance(value, int | float) else "–"
+
+
 @models_app.command("list")
 def models_list(json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
     """Every model with the version its name resolves to (its promoted version, else its latest), method,
@@ -218,7 +224,7 @@ def models_list(json_out: JsonOpt = False, project: ProjectOpt = None) -> None:
         t.add_column(col)
     for c, promoted, latest in rows:
         t.add_row(Text(c.name), _version_cell(promoted, c.version, latest), c.method, str(len(c.classes)),
-                  f"{c.metrics.get('accuracy', 0):.4f}", f"{c.metrics.get('macro_f1', 0):.4f}",
+                  _metric(c.metrics, "accuracy"), _metric(c.metrics, "macro_f1"),
                   local_time(c.created)[:16].replace("T", " "))
     out.print(t)
 

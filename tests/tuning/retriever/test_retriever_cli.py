@@ -50,6 +50,9 @@ def test_tune_retriever_end_to_end(corpus_project: Corpus, tmp_path: Path) -> No
     assert card["method"] == "embedder" and card["notes"]["stopped"] == "time budget"
     assert card["metrics"]["steps"] < card["metrics"]["planned_steps"]
     assert card["notes"]["pairs"]["pairs"] == 40 and card["params"]["batch_size"] == 4
+    code, out = invoke("models", "list", "-p", str(project))
+    row = next(line for line in out.splitlines() if "│ cli " in line)
+    assert code == 0 and "embedder" in row and "0.0000" not in row and "–" in row  # no classifier metrics
     code, out = invoke("reindex", "--embedder", "registry:cli", "-p", str(project))
     assert code == 0, out
     assert "re-embedded" in out and 'set embedder.model: registry:cli@1' in out
