@@ -16,9 +16,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from ragtune.core import Answer
 from ragtune.errors import RagtuneError
 from ragtune.project import Project
+from ragtune.server import schemas as S
 from ragtune.server.deps import Service, audited
 from ragtune.server.operations import model_out, pipeline_file
 from ragtune.server.schemas import MAX_QUESTION_CHARS
@@ -59,14 +59,6 @@ def pipeline_names(project: Project) -> list[str]:
     return ok
 
 
-def answer_view(answer: Answer) -> dict[str, Any]:
-    """An answer with its citations (each linking to the cited passage in its document)."""
-    return {"text": answer.text, "abstained": answer.abstained, "flags": list(answer.flags),
-            "citations": [{"number": c.number, "doc_id": c.chunk.doc_id, "chunk_id": c.chunk.chunk_id,
-                           "title": c.chunk.title or c.chunk.source_path, "section": c.chunk.section,
-                           "page": c.chunk.page, "snippet": c.snippet} for c in answer.citations]}
-
-
 def run_pipeline(project: Project, ctx: UiContext, name: str, text: str) -> dict[str, Any]:
     """Run ``name`` on ``text`` as the logged-in user (audited as ``ui:run``); what the result fragment shows."""
     from ragtune.pipelines.runner import PipelineRunner
@@ -79,7 +71,7 @@ def run_pipeline(project: Project, ctx: UiContext, name: str, text: str) -> dict
         result = runner.run(text, ctx.identity.principal)
         trail.ran(result)
     return {"pipeline": result.pipeline, "route": result.route, "skipped": result.skipped,
-            "answer": answer_view(result.answer) if result.answer is not None else None,
+            "answer": None if result.answer is None else S.AnswerOut.from_answer(result.answer).model_dump(),
             "labels": [{"output": key, "model": lab.model, "label": lab.label,
                         "probability": round(lab.probability, 3),
                         "top_k": [{"label": t["label"], "probability": round(t["probability"], 3)} for t in lab.top_k]}
