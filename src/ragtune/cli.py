@@ -45,6 +45,7 @@ from ragtune.project import Project
 from ragtune.server.cli import serve
 from ragtune.service.keys_cli import keys_app
 from ragtune.tuning.cli import classify, models_app, train
+from ragtune.tuning.reranker.cli import tune_reranker
 from ragtune.tuning.retriever.cli import reindex, tune_app
 from ragtune.verify.cli import verify_app
 
@@ -299,6 +300,7 @@ def search(
 app.command()(train)
 app.command()(classify)
 app.add_typer(models_app, name="models")
+tune_app.command("reranker")(tune_reranker)
 app.add_typer(tune_app, name="tune")
 app.command("reindex")(reindex)
 

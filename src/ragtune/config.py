@@ -106,10 +106,22 @@ class StoreSettings(_Section):
 
 
 class RerankSettings(_Section):
-    """The optional reranking stage between fusion and fetch (``none``: fused order is final)."""
+    """The optional reranking stage between fusion and fetch (``none``: fused order is final;
+    ``registry:NAME[@VERSION]``: a cross-encoder trained by ``ragtune tune reranker``)."""
 
-    kind: Literal["none"] = "none"
-    candidates: int = Field(50, ge=1, le=1000)  # fused hits handed to the reranker
+    kind: str = "none"
+    candidates: int = Field(20, ge=1, le=1000)  # fused hits handed to the reranker (its cost grows with them)
+    max_length: int | None = Field(None, ge=16, le=512)  # tokens per (query, passage); None: as trained
+    fused_weight: float = Field(1.0, ge=0, le=10)  # the fused order's weight beside the reranker's (0: reranker only)
+    skip_when_agree: bool = True  # keep the fused order when BM25 and dense search put the same chunk first
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        if value != "none" and not re.match(r"^registry:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(@[1-9][0-9]*)?$", value):
+            raise ValueError(f"{value!r}: write none, registry:NAME or registry:NAME@VERSION (a reranker trained "
+                             "by `ragtune tune reranker --name NAME`)")
+        return value
 
 
 class AnswerSettings(_Section):

@@ -44,8 +44,10 @@ retrieval:
   # lexical_isolation: true  # BM25 statistics over each user's readable chunks only (hides hidden-term IDF)
 
 rerank:
-  kind: none           # reorder the fused hits before they are fetched (none: the fused order is final)
-  candidates: 50       # fused hits handed to the reranker
+  kind: none           # none (the fused order is final) or registry:NAME, from `ragtune tune reranker`
+  candidates: 20       # fused hits the reranker scores (its cost grows with them)
+  fused_weight: 1.0    # weight of the fused order beside the reranker's (0: the reranker's order alone)
+  skip_when_agree: true  # no reranking when BM25 and dense search put the same chunk first
 
 answer:
   min_relevance: 0.35  # abstain when no accessible chunk is at least this similar (cosine) to the question

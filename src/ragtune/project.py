@@ -100,8 +100,11 @@ class Project:
 
     @cached_property
     def reranker(self) -> Reranker | None:
-        """The reranking stage ``rerank.kind`` names, or None."""
-        return make_reranker(self.settings.rerank.kind)
+        """The reranking stage ``rerank.kind`` names (``registry:NAME``: a cross-encoder from this project's
+        registry, ``ragtune tune reranker``), or None."""
+        r = self.settings.rerank
+        return make_reranker(r.kind, self.settings.models_dir, threads=self.settings.embedder.threads,
+                             max_length=r.max_length)
 
     @cached_property
     def retriever(self) -> HybridRetriever:
@@ -111,7 +114,8 @@ class Project:
             self.store, self.embedder, top_k=r.top_k, lexical_k=r.lexical_k, dense_k=r.dense_k,
             rrf_k=r.rrf_k, lexical_weight=r.lexical_weight, dense_weight=r.dense_weight,
             lexical_isolation=r.lexical_isolation, reranker=self.reranker,
-            rerank_candidates=self.settings.rerank.candidates,
+            rerank_candidates=self.settings.rerank.candidates, rerank_fused_weight=self.settings.rerank.fused_weight,
+            rerank_skip_when_agree=self.settings.rerank.skip_when_agree,
         )
 
     def retriever_variant(self, *, rerank: bool = True, **retrieval: Any) -> HybridRetriever:
@@ -131,7 +135,8 @@ class Project:
             self.store, self.embedder, top_k=r.top_k, lexical_k=r.lexical_k, dense_k=r.dense_k,
             rrf_k=r.rrf_k, lexical_weight=r.lexical_weight, dense_weight=r.dense_weight,
             lexical_isolation=r.lexical_isolation, reranker=self.reranker if rerank else None,
-            rerank_candidates=self.settings.rerank.candidates,
+            rerank_candidates=self.settings.rerank.candidates, rerank_fused_weight=self.settings.rerank.fused_weight,
+            rerank_skip_when_agree=self.settings.rerank.skip_when_agree,
         )
 
     @cached_property

@@ -8,7 +8,8 @@ score-weighted vote of the top k), ``fine-tuning`` (a calibrated classifier trai
 
 Question answering: the documents go into a private, temporary index and each question is asked through
 the real retriever and extractive answerer: recall@k of the gold source (when given), the answered rate and
-latency.
+latency; with a project's adaptation models (a trained reranker, a tuned embedder), recall@k with them too
+(:mod:`ragtune.advisor.adaptation`).
 
 Both stop adding work when the budget runs out and say what they skipped.
 """
@@ -27,9 +28,10 @@ import numpy as np
 from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 
-from ragtune.core import Acl, Chunk, Principal
+from ragtune.advisor.adaptation import AdaptationPlan, AdaptedRecall
+from ragtune.advisor.sandbox import SANDBOX, ingest_public, source_recall
+from ragtune.core import Chunk
 from ragtune.errors import DataError, RagtuneError
-from ragtune.evaluation import RetrievalEvaluator
 from ragtune.models.embedder import Embedder, embedding_cache_bypassed, make_embedder
 from ragtune.project import Project
 from ragtune.store.base import Store
@@ -38,12 +40,10 @@ from ragtune.tuning.groups import duplicate_groups, group_split
 
 # CPU price behind the cost column: an on-demand cloud vCPU-hour, roughly. Override with cpu_hour_usd.
 CPU_HOUR_USD = 0.05
-SANDBOX = Principal("advisor")  # the bake-off index is private and public to this principal only
 Tick = Callable[[str], None]
-
-
-class _OutOfTime(Exception):
-    """Raised from a progress callback to stop an ingestion at the budget (ingestion is resumable)."""
+# Share of the question bake-off's budget kept for measuring the project's adaptation models (when it has any):
+# a reranker pass costs about what asking the questions did; what is left may pay for a second ingest.
+ADAPTATION_RESERVE = 0.25
 
 
 @dataclass
@@ -101,6 +101,9 @@ class QABakeoff:
     budget_s: float
     elapsed_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    retrieval_p50_ms: float | None = None  # retrieval alone (no answerer), for comparison with ``adapted``
+    adapted: list[AdaptedRecall] = field(default_factory=list)  # recall@k with the project's adaptation models
+    adaptation_notes: list[str] = field(default_factory=list)  # what was not measured with them, and why
 
 
 def _cost_per_1k(seconds_per_item: float, cpu_hour_usd: float) -> float:
@@ -316,54 +319,43 @@ def bakeoff_questions(
     k: int = 5,
     embedder: Embedder | None = None,
     tick: Tick | None = None,
+    adaptation: AdaptationPlan | None = None,
 ) -> QABakeoff:
-    """Ingest ``docs`` into a private temporary index and ask every question: recall@k, answered rate, latency."""
+    """Ingest ``docs`` into a private temporary index and ask every question: recall@k, answered rate, latency.
+
+    With ``adaptation`` (a project's reranker and tuned embedder, :mod:`ragtune.advisor.adaptation`), recall@k
+    on the same questions is measured with them too; part of the budget is kept for that."""
     if not questions:
         raise DataError("no questions to ask; pass --questions FILE")
     start = time.perf_counter()
     deadline = start + budget_s
     say = tick or (lambda _msg: None)
     notes: list[str] = []
+    reserve = ADAPTATION_RESERVE * budget_s if adaptation is not None and adaptation.has_models else 0.0
     with Project.temporary(embedder=embedder, retrieval={"top_k": max(k, 8)}) as sandbox:
         store = sandbox.store
         say(f"rag: ingesting {docs} into a private temporary index")
-        ingest_deadline = start + 0.6 * budget_s
-
-        class _Stop:
-            def start(self, total_files: int) -> None:
-                pass
-
-            def file_done(self, path: Path, status: str) -> None:
-                if time.perf_counter() > ingest_deadline:
-                    raise _OutOfTime
-
-            def chunks_embedded(self, n: int) -> None:
-                pass
-
-        try:
-            sandbox.ingest(Path(docs), Acl(public=True), progress=_Stop())
-        except _OutOfTime:
+        complete = ingest_public(sandbox, Path(docs), start + 0.6 * budget_s)
+        if not complete:
             notes.append("the time budget ran out while ingesting: questions were asked of the documents "
                          "ingested by then")
+        ingest_s = time.perf_counter() - start
         records = store.documents()
         if not records:
             raise RagtuneError(f"no document under {docs} could be ingested; see `ragtune ingest {docs}`")
-        for d in records:  # the sandbox must see everything: ACLs are audited, not applied, here
-            if "public" not in d.acl:
-                store.set_acl(d.doc_id, ["public"], time.time())
-        store.optimize()
         have = {Path(d.source_path).name for d in records}
         retriever, answerer = sandbox.retriever, sandbox.extractive_answerer
         qrels: dict[str, dict[str, int]] = {}
         run: dict[str, list[str]] = {}
-        answered, lat = 0, []
+        answered, lat, retrieval_lat = 0, [], []
         asked = 0
         for i, q in enumerate(questions):
-            if time.perf_counter() > deadline and asked >= 10:
+            if time.perf_counter() > deadline - reserve and asked >= 10:
                 notes.append(f"the time budget ran out: {asked} of {len(questions)} questions asked")
                 break
             t = time.perf_counter()
             r = retriever.retrieve(q.text, SANDBOX)
+            retrieval_lat.append((time.perf_counter() - t) * 1000)
             a = answerer.answer(q.text, r, SANDBOX)
             lat.append((time.perf_counter() - t) * 1000)
             asked += 1
@@ -371,15 +363,24 @@ def bakeoff_questions(
             if q.source and Path(q.source).name in have:
                 qrels[str(i)] = {Path(q.source).name: 1}
                 run[str(i)] = [Path(h.chunk.source_path).name for h in r.hits[:k]]  # the first k chunks
+        adapted: list[AdaptedRecall] = []
+        adaptation_notes: list[str] = []
+        if adaptation is not None and qrels:
+            gold = {qid: questions[int(qid)].text for qid in qrels}
+            adapted, adaptation_notes = adaptation.measure(
+                sandbox, Path(docs), gold, qrels, run, k=k, deadline=deadline, budget_s=budget_s,
+                ingest_s=ingest_s, ingest_complete=complete,
+                retrieval_ms=float(np.median(retrieval_lat)), tick=say)
         chunks = store.count()
     with_gold = len(qrels)
-    evaluator = RetrievalEvaluator(qrels, k_values=(k,), primary_metric=f"recall@{k}")
     gold_total = sum(1 for q in questions[:asked] if q.source)
     if gold_total > with_gold:
         notes.append(f"{gold_total - with_gold} questions name a source that was not ingested; left out of recall")
     return QABakeoff(
         documents=len(records), chunks=chunks, questions=asked, k=k,
-        recall_at_k=evaluator.primary_score(evaluator(run)) if qrels else None, answered_rate=answered / asked,
+        recall_at_k=source_recall(qrels, run, k) if qrels else None, answered_rate=answered / asked,
         latency_p50_ms=float(np.percentile(lat, 50)), latency_p95_ms=float(np.percentile(lat, 95)),
         budget_s=budget_s, elapsed_s=time.perf_counter() - start, notes=notes,
+        retrieval_p50_ms=float(np.percentile(retrieval_lat, 50)), adapted=adapted,
+        adaptation_notes=adaptation_notes,
     )

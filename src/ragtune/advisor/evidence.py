@@ -13,10 +13,11 @@ The rules, in order (each one cites the numbers that triggered it):
    halves that way to justify running two systems; between fine-tuning and RAG-style classification, the
    measurably more accurate one wins, and without a measurable difference the cheaper one per item.
 
-Warnings (common mistakes that the evidence shows) are attached whatever the winner, and so are the limits of
-the evidence: too little sync history to tell how often documents change, a held-out set (or a question set)
-too small for a firm figure (with its Wilson 95 % interval), and a simpler candidate that scored higher than,
-or within noise of, the recommended one.
+Warnings (common mistakes that the evidence shows) are attached whatever the winner — poor retrieval cites
+recall@k with and without the project's adaptation models (:mod:`ragtune.advisor.adaptation`) — and so are
+the limits of the evidence: too little sync history to tell how often documents change, a held-out set (or a
+question set) too small for a firm figure (with its Wilson 95 % interval), and a simpler candidate that
+scored higher than, or within noise of, the recommended one.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from statistics import NormalDist
 
 from scipy.stats import binomtest
 
+from ragtune.advisor.adaptation import adapted_clause, retrieval_warning
 from ragtune.advisor.bakeoff import CandidateResult, LabelBakeoff, QABakeoff
 from ragtune.advisor.corpus import TOO_LITTLE_HISTORY, CorpusAudit
 from ragtune.tuning.audit import AuditReport
@@ -187,7 +189,11 @@ def _small_samples(qa: QABakeoff | None, labels: LabelBakeoff | None) -> list[st
 
 
 def _qa_reason(qa: QABakeoff) -> str:
-    recall = f"recall@{qa.k} of the gold source {100 * qa.recall_at_k:.0f} %, " if qa.recall_at_k is not None else ""
+    recall = ""
+    if qa.recall_at_k is not None:
+        adapted = adapted_clause(qa.recall_at_k, qa.adapted)
+        recall = f"recall@{qa.k} of the gold source {100 * qa.recall_at_k:.0f} %" + (f" ({adapted})" if adapted
+                                                                                       else "") + ", "
     return (f"question answering over {qa.documents} documents: {recall}{100 * qa.answered_rate:.0f} % of "
             f"{qa.questions} questions answered with citations, {qa.latency_p50_ms:.0f} ms median")
 
@@ -202,9 +208,9 @@ def _warnings(corpus: CorpusAudit | None, qa: QABakeoff | None, labels: LabelBak
     if corpus is not None and corpus.no_acl:
         out.append(f"security: {len(corpus.no_acl)} documents have no ACL; ragtune keeps them from everyone "
                    "until you add `acl:` front matter or an `_acl.yaml`")
-    if qa is not None and qa.recall_at_k is not None and qa.recall_at_k < 0.5:
-        out.append(f"retrieval finds the right source for only {100 * qa.recall_at_k:.0f} % of questions: fix "
-                   "chunking or the corpus first — fine-tuning does not compensate for bad retrieval")
+    if qa is not None and qa.recall_at_k is not None:  # poor retrieval, with and without adaptation models
+        poor = retrieval_warning(qa.k, qa.recall_at_k, qa.adapted)
+        out += [poor] if poor else []
     if qa is not None and qa.latency_p95_ms > 1000:
         out.append(f"latency: p95 {qa.latency_p95_ms:.0f} ms per question on this machine")
     if labels is not None and qa is None:

@@ -60,8 +60,10 @@ MISTAKES: tuple[MistakeRule, ...] = (
     MistakeRule(
         "fine-tuning-for-retrieval", "Fine-tuning to compensate for bad retrieval",
         "when answers are wrong because the right passage is not found, fix the corpus, chunking and ACLs and "
-        "measure what is retrieved (`ragtune search`); a tuned model does not learn changing facts and cannot "
-        "cite them", _finetune_for_retrieval),
+        "measure what is retrieved (`ragtune search`); adapting retrieval to your documents (`ragtune tune "
+        "reranker`, `ragtune tune retriever`) comes before tuning a generator, and `ragtune advise --docs DIR "
+        "--questions FILE` measures recall with and without the project's adapted models; a tuned generator "
+        "does not learn changing facts and cannot cite them", _finetune_for_retrieval),
     MistakeRule(
         "rag-for-classification", "Using RAG when the task is really classification",
         "a label per item is a classifier's job: `ragtune train` gives calibrated probabilities and an abstain "

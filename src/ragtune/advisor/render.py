@@ -131,6 +131,13 @@ def render_evidence(evidence: Evidence, guide: Recommendation | None, html: Path
         console.print(f"  • {escape(r)}", highlight=False)
     for w in evidence.decision.warnings:
         console.print(f"  [yellow]![/yellow] {escape(w)}", highlight=False)
+    qa = evidence.qa
+    if qa is not None and qa.recall_at_k is not None and (qa.adapted or qa.adaptation_notes):
+        figures = [f"{qa.recall_at_k:.2f} without adaptation"] + [
+            f"{a.recall_at_k:.2f} with {a.label} ({a.latency_p50_ms:.0f} ms p50)" for a in qa.adapted]
+        console.print(f"Retrieval recall@{qa.k}: {escape('; '.join(figures))}", highlight=False)
+        for n in qa.adaptation_notes:
+            console.print(f"  [dim]note: {escape(n)}[/dim]", highlight=False)
     if guide is not None and guide.winner != winner:
         console.print(f"The decision guide's answers point to [bold]{guide.winner}[/bold]; the measurements on "
                       f"your data point to [bold]{winner}[/bold]. The report shows both.")

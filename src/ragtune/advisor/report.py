@@ -63,6 +63,24 @@ def _plot(labels: LabelBakeoff, path: Path) -> None:
     plt.close(fig)
 
 
+def _adaptation_markdown(q: QABakeoff) -> list[str]:
+    """recall@k without and with each adaptation model (a table), and what was not measured (notes)."""
+    if q.recall_at_k is None or not (q.adapted or q.adaptation_notes):
+        return []
+    lines = ["", "### Retrieval with your adaptation models", ""]
+    if q.adapted:
+        base_ms = f"{q.retrieval_p50_ms:.0f} ms" if q.retrieval_p50_ms is not None else "–"
+        lines += [f"| retrieval | recall@{q.k} | questions with a gold source | retrieval p50 |", "|---|---|---|---|",
+                  f"| without adaptation | {100 * q.recall_at_k:.1f} % | {q.adapted[0].questions} | {base_ms} |"]
+        for a in q.adapted:
+            same = "" if a.base_recall_at_k == q.recall_at_k else \
+                f" (without it on the same questions: {100 * a.base_recall_at_k:.1f} %)"
+            lines.append(f"| {a.label} (`{a.setting}`) | {100 * a.recall_at_k:.1f} %{same} | {a.questions} | "
+                         f"{a.latency_p50_ms:.0f} ms |")
+    lines += [f"\n> {n}" for n in q.adaptation_notes]
+    return lines
+
+
 def write_evidence_report(folder: Path, evidence: Evidence, guide_markdown: str | None = None,
                           next_steps_markdown: str | None = None) -> tuple[Path, Path]:
     """Write report.md, report.html, evidence.json (and bakeoff.png with a labelled bake-off) to ``folder``."""
@@ -84,6 +102,7 @@ def write_evidence_report(folder: Path, evidence: Evidence, guide_markdown: str 
                   f"| latency p50 / p95 | {q.latency_p50_ms:.0f} / {q.latency_p95_ms:.0f} ms |",
                   f"| time used / budget | {q.elapsed_s:.0f} / {q.budget_s:.0f} s |"]
         lines += [f"\n> {n}" for n in q.notes]
+        lines += _adaptation_markdown(q)
     images: tuple[str, ...] = ()
     if evidence.labels is not None:
         b = evidence.labels

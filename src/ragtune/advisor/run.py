@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ragtune.advisor.adaptation import plan_adaptation
 from ragtune.advisor.bakeoff import Tick, bakeoff_labels, bakeoff_questions, load_questions
 from ragtune.advisor.corpus import audit_corpus
 from ragtune.advisor.evidence import decide
@@ -26,10 +27,13 @@ def gather_evidence(
     project: Project | None = None,
     method: str = "head",
     tick: Tick | None = None,
+    adaptation_project: Project | None = None,
 ) -> Evidence:
     """Audit what was given, run the bake-offs it allows within ``budget_s`` seconds, and decide.
 
-    With ``project``, its embedder is used and its sync log gives the corpus change rate.
+    With ``project``, its embedder is used and its sync log gives the corpus change rate. Recall with and
+    without adaptation is measured with the reranker and tuned embedder in the registry of
+    ``adaptation_project`` (default: ``project``; with neither, a note says it was not measured).
     ``docs`` with ``questions`` is a question-answering task; ``labels`` a classification task; all three
     together the compliance-copilot shape (answers plus a label per question).
     """
@@ -63,6 +67,7 @@ def gather_evidence(
                                        embedder=embedder, tick=say)
     if qs is not None and docs is not None:
         remaining = start + budget_s - time.perf_counter()
-        qa = bakeoff_questions(docs, qs, max(remaining, 1.0), embedder=embedder, tick=say)
+        plan = plan_adaptation(adaptation_project if adaptation_project is not None else project)
+        qa = bakeoff_questions(docs, qs, max(remaining, 1.0), embedder=embedder, tick=say, adaptation=plan)
     decision = decide(corpus=corpus, qa=qa, labels=label_bakeoff, label_audit=label_audit)
     return Evidence(decision=decision, corpus=corpus, qa=qa, labels=label_bakeoff, label_audit=label_audit)

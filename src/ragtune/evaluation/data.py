@@ -183,23 +183,29 @@ class ResolvedQrels:
     queries: list[EvalQuery]
     missing_queries: list[str]  # query ids of the qrels that the query file lacks (warned about, skipped)
     unjudged_queries: int  # queries of the file without any relevant judgement (not scored)
+    unknown: list[tuple[str, str]] = field(default_factory=list)  # (query id, corpus id) of relevant judgements
+    # naming no indexed document, left out (only with strict=False)
 
 
 def resolve_qrels(queries: Sequence[EvalQuery], qrels: Mapping[str, Mapping[str, int]],
-                  documents: DocumentMap) -> ResolvedQrels:
+                  documents: DocumentMap, *, strict: bool = True) -> ResolvedQrels:
     """Map every corpus id to its document; any unknown corpus id is a :class:`DataError` naming a few and
-    how many. Queries with no relevant judgement are left out; qrels queries the file lacks are reported."""
-    unknown: list[str] = []
+    how many. Queries with no relevant judgement are left out; qrels queries the file lacks are reported.
+
+    ``strict=False`` (training data, where a judged document may since have left the index): unknown corpus
+    ids are no error; the relevant judgements naming one are listed in ``ResolvedQrels.unknown`` and left out,
+    and the result may hold no query when every gold document is unknown."""
+    unknown: list[tuple[str, str, int]] = []
     resolved: Qrels = {}
     for qid, rel in qrels.items():
         for corpus_id, grade in rel.items():
             doc = documents.resolve(corpus_id)
             if doc is None:
-                unknown.append(corpus_id)
+                unknown.append((qid, corpus_id, grade))
             else:
                 resolved.setdefault(qid, {})[doc] = max(grade, resolved.get(qid, {}).get(doc, 0))
-    if unknown:
-        distinct = sorted(set(unknown))
+    if unknown and strict:
+        distinct = sorted({corpus_id for _, corpus_id, _ in unknown})
         shown = ", ".join(repr(u) for u in distinct[:5])
         raise DataError(f"the qrels name {len(distinct)} document(s) not in the index: {shown}"
                         + (f" and {len(distinct) - 5} more" if len(distinct) > 5 else "")
@@ -208,7 +214,9 @@ def resolve_qrels(queries: Sequence[EvalQuery], qrels: Mapping[str, Mapping[str,
     known = {q.qid for q in queries}
     missing = sorted(q for q in resolved if q not in known)
     judged = [q for q in queries if any(g > 0 for g in resolved.get(q.qid, {}).values())]
-    if not judged:
+    matched = any(g > 0 for q in queries for g in qrels.get(q.qid, {}).values())
+    if not judged and (strict or not matched):
         raise DataError("no query of the query file has a relevant document in the qrels (grade > 0): do the "
                         "query ids of the two files match?")
-    return ResolvedQrels({q.qid: resolved[q.qid] for q in judged}, judged, missing, len(queries) - len(judged))
+    return ResolvedQrels({q.qid: resolved[q.qid] for q in judged}, judged, missing, len(queries) - len(judged),
+                         [(qid, corpus_id) for qid, corpus_id, grade in unknown if grade > 0])

@@ -103,9 +103,10 @@ def ids_and_mask_module(model: Any, output: str) -> Any:
 
 
 def export_onnx(module: Any, ids: np.ndarray, mask: np.ndarray, target: Path, output: str,
-                output_axes: dict[int, str]) -> Path:
-    """Trace ``module(input_ids, attention_mask)`` on example inputs into ``target`` (opset 17, batch and
-    sequence axes of the inputs dynamic, ``output_axes`` of the output) and return ``target``.
+                output_axes: dict[int, str], token_types: np.ndarray | None = None) -> Path:
+    """Trace ``module(input_ids, attention_mask[, token_type_ids])`` on example inputs into ``target`` (opset 17,
+    batch and sequence axes of the inputs dynamic, ``output_axes`` of the output) and return ``target``.
+    ``token_types`` given: the module takes them as a third input (a cross-encoder's segment ids).
 
     Written to a temporary name and renamed: a concurrent or killed export never leaves a half-written model.
     """
@@ -113,14 +114,15 @@ def export_onnx(module: Any, ids: np.ndarray, mask: np.ndarray, target: Path, ou
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    dynamic_axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-                    output: output_axes}
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types is not None else [])
+    dynamic_axes: dict[str, dict[int, str]] = {n: {0: "batch", 1: "sequence"} for n in names}
+    dynamic_axes[output] = output_axes
+    inputs = tuple(torch.from_numpy(a) for a in (ids, mask, token_types) if a is not None)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated but needs no onnxscript
             torch.onnx.export(
-                module, (torch.from_numpy(ids), torch.from_numpy(mask)), str(tmp),
-                input_names=["input_ids", "attention_mask"], output_names=[output], dynamic_axes=dynamic_axes,
+                module, inputs, str(tmp), input_names=names, output_names=[output], dynamic_axes=dynamic_axes,
                 opset_version=17, do_constant_folding=True, dynamo=False,
             )
         os.replace(tmp, target)

@@ -55,6 +55,8 @@ class HybridRetriever:
         lexical_isolation: bool = False,
         reranker: Reranker | None = None,
         rerank_candidates: int = 50,
+        rerank_fused_weight: float = 0.0,
+        rerank_skip_when_agree: bool = False,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -69,6 +71,10 @@ class HybridRetriever:
         # Optional stage between fusion and the final fetch: reorders the best fused candidates.
         self.reranker = reranker
         self.rerank_candidates = rerank_candidates
+        # The final order fuses the reranker's with the fused one at this weight (0: the reranker's alone), and
+        # the stage is skipped when BM25 and dense search agree on the first chunk (when asked to).
+        self.rerank_fused_weight = rerank_fused_weight
+        self.rerank_skip_when_agree = rerank_skip_when_agree
 
     def _lexical(self, query: str, principal: Principal) -> list[tuple[str, float]]:
         with span("lexical", k=self.lexical_k, isolated=self.lexical_isolation) as sp:
@@ -118,17 +124,21 @@ class HybridRetriever:
             lat["fuse"] = (t4 - t3) * 1000
             chunks: dict[str, Chunk] = {}
             rerank_scores: dict[str, float] = {}
+            reranked = False
             if self.reranker is not None:
                 candidates = fused[: max(k, self.rerank_candidates)]
-                with span("rerank", reranker=self.reranker.name, candidates=len(candidates)):
-                    fused, chunks, rerank_scores = self._rerank(query, principal, candidates)
+                agree = bool(self.rerank_skip_when_agree and lexical and dense and lexical[0][0] == dense[0][0])
+                with span("rerank", reranker=self.reranker.name, candidates=len(candidates), skipped=agree):
+                    if not agree:
+                        fused, chunks, rerank_scores = self._rerank(query, principal, candidates)
+                        reranked = True
                 t5 = time.perf_counter()
                 lat["rerank"] = (t5 - t4) * 1000
                 t4 = t5
             fused = fused[:k]
             with span("fetch", requested=len(fused)) as sp:
                 # Only the final top-k are loaded in full; the fetch repeats the ACL filter as a second guard.
-                if self.reranker is None:
+                if not reranked:
                     chunks = self.store.get_chunks([cid for cid, _ in fused], principal)
                 hits = []
                 for cid, score in fused:
@@ -153,5 +163,9 @@ class HybridRetriever:
         chunks = self.store.get_chunks([cid for cid, _ in candidates], principal)
         fused = dict(candidates)
         readable = [(cid, chunks[cid].search_text) for cid, _ in candidates if cid in chunks]
-        ranked = self.reranker.rerank(query, readable)
-        return [(cid, fused[cid]) for cid, _ in ranked if cid in fused], chunks, dict(ranked)
+        ranked = [(cid, s) for cid, s in self.reranker.rerank(query, readable) if cid in fused]
+        order = [cid for cid, _ in ranked]
+        if self.rerank_fused_weight > 0:
+            order = [cid for cid, _ in reciprocal_rank_fusion(
+                [[cid for cid, _ in readable], order], k=self.rrf_k, weights=[self.rerank_fused_weight, 1.0])]
+        return [(cid, fused[cid]) for cid in order], chunks, dict(ranked)

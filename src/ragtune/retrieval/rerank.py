@@ -8,6 +8,7 @@ default :class:`NoReranker` keeps the fused order, so the stage costs nothing un
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 
@@ -39,8 +40,14 @@ class NoReranker:
         """Nothing to load."""
 
 
-def make_reranker(kind: str) -> Reranker | None:
-    """The reranker ``rerank.kind`` names; ``None`` for ``none`` (the stage is skipped)."""
+def make_reranker(kind: str, models_dir: Path | None = None, *, threads: int = 2,
+                  max_length: int | None = None) -> Reranker | None:
+    """The reranker ``rerank.kind`` names: ``None`` for ``none`` (the stage is skipped), or the cross-encoder
+    ``registry:NAME[@VERSION]`` from ``models_dir`` (loaded on first use)."""
     if kind == "none":
         return None
+    if kind.startswith("registry:") and models_dir is not None:
+        from ragtune.tuning.reranker.served import CrossEncoderReranker
+
+        return CrossEncoderReranker(models_dir, kind, threads=threads, max_length=max_length)
     raise ValueError(f"unknown reranker kind {kind!r}")

@@ -50,3 +50,16 @@ def project_copy(corpus_project: Corpus, trained: TrainedRetriever, tmp_path: Pa
     """A copy of the ingested project, holding the trained model, that a test may re-index."""
     shutil.copytree(corpus_project.project, tmp_path / "project")
     return tmp_path / "project"
+
+
+@pytest.fixture(scope="session")
+def labelled_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ingested project of the labelled corpus (hr-only payroll, leave, benefits; public FAQ and canteen; a memo
+    nobody may read), for the labelled-query and feedback pairs. Tests that write copy it first."""
+    from retriever_corpus import make_labelled_corpus
+
+    tmp = tmp_path_factory.mktemp("labelled")
+    make_labelled_corpus(tmp / "docs")
+    init_project(tmp / "project")
+    Project.open(tmp / "project").ingest(tmp / "docs")
+    return tmp / "project"

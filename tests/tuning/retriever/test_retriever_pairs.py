@@ -9,7 +9,7 @@ from retriever_corpus import HR, PUBLIC, Corpus
 from ragtune.project import Project
 from ragtune.tuning.retriever.biencoder import make_batches
 from ragtune.tuning.retriever.corpus import read_corpus
-from ragtune.tuning.retriever.pairs import PairSet, generate_pairs, split_by_document
+from ragtune.tuning.retriever.pairs import PairSet, TrainingPair, generate_pairs, split_by_document
 
 
 def test_pairs_and_negatives_never_cross_acls(corpus_project: Corpus, pair_set: PairSet) -> None:
@@ -55,6 +55,16 @@ def test_batches_hold_one_acl_and_distinct_documents(pair_set: PairSet) -> None:
         assert len({p.acl for p in batch}) == 1  # in-batch negatives share the anchor's ACL too
         assert len({p.doc_id for p in batch}) == len(batch)
         assert len(batch) <= 8
+
+
+def test_a_query_with_two_gold_documents_never_shares_a_batch() -> None:
+    """Its other gold document would otherwise be one of its in-batch negatives."""
+    pairs = [TrainingPair(query=f"q{i // 2}", positive=f"text {i}", kind="labelled", chunk_id=f"d{i}#0",
+                          doc_id=f"d{i}", acl=("public",)) for i in range(12)]
+    batches = make_batches(pairs, 4, random.Random(0))
+    assert sum(len(b) for b in batches) == 12
+    for batch in batches:
+        assert len({p.query for p in batch}) == len(batch)
 
 
 def test_held_out_split_is_by_document(pair_set: PairSet) -> None:

@@ -169,14 +169,16 @@ class UiStore:
                                                           item.question, json.dumps(item.answer)))
 
     def feedback(self) -> list[dict[str, Any]]:
-        """Every verdict, oldest first, as labelled examples: what an admin exports for later tuning."""
+        """Every verdict, oldest first, as labelled examples: what an admin exports for later tuning. ``owner`` is
+        the history key (:func:`owner_of`: user and groups when they asked) of the answer judged, or None."""
         with self._connect() as conn:
-            rows = conn.execute("SELECT id, user, at, verdict, comment, question, answer FROM feedback "
-                                "ORDER BY id").fetchall()
+            rows = conn.execute("SELECT f.id, f.user, f.at, f.verdict, f.comment, f.question, f.answer, h.owner "
+                                "FROM feedback f LEFT JOIN history h ON h.id = f.history_id "
+                                "ORDER BY f.id").fetchall()
         out = []
-        for fid, user, at, verdict, comment, question, answer in rows:
+        for fid, user, at, verdict, comment, question, answer, owner in rows:
             a = json.loads(answer)
-            out.append({"id": fid, "user": user, "at": at, "verdict": verdict, "comment": comment,
+            out.append({"id": fid, "user": user, "owner": owner, "at": at, "verdict": verdict, "comment": comment,
                         "question": question, "answer": a.get("answer", ""), "abstained": a.get("abstained"),
                         "cited_chunks": [{"chunk_id": c["chunk_id"], "doc_id": c["doc_id"], "path": c["path"],
                                           "snippet": c.get("snippet", "")} for c in a.get("citations", [])]})

@@ -24,7 +24,7 @@ from ragtune.errors import EmptyCorpusError
 from ragtune.models.embedder import minilm_model_dir
 from ragtune.models.hf import export_onnx, ids_and_mask_module, offline, quiet, torch_threads
 from ragtune.tuning.registry import ModelCard, Registry
-from ragtune.tuning.retriever.pairs import PairSet, TrainingPair, split_by_document
+from ragtune.tuning.retriever.pairs import PairSet, TrainingPair, holdout_unit, split_by_document
 from ragtune.tuning.retriever.tuned import ENCODER_DIR, KIND, ONNX_FILE, weights_digest
 
 Progress = Callable[[str, int, int, dict[str, float]], None]
@@ -43,8 +43,8 @@ class TrainedRetriever:
 
 
 def make_batches(pairs: Sequence[TrainingPair], batch_size: int, rng: random.Random) -> list[list[TrainingPair]]:
-    """Batches of one ACL each (and all with or all without a negative), no document twice in a batch, in a
-    shuffled order. A lone pair without a negative teaches nothing and is left out."""
+    """Batches of one ACL each (and all with or all without a negative), no document or query twice in a batch,
+    in a shuffled order. A lone pair without a negative teaches nothing and is left out."""
     groups: dict[tuple[tuple[str, ...], bool], list[TrainingPair]] = defaultdict(list)
     for p in pairs:
         groups[(p.acl, p.negative is not None)].append(p)
@@ -52,15 +52,17 @@ def make_batches(pairs: Sequence[TrainingPair], batch_size: int, rng: random.Ran
     for key in sorted(groups):
         items = groups[key][:]
         rng.shuffle(items)
+        # a batch never holds one document twice, nor one query twice (a query's other gold document would be
+        # one of its in-batch negatives)
         open_: list[tuple[list[TrainingPair], set[str]]] = []
         for p in items:
-            for batch, docs in open_:
-                if p.doc_id not in docs:
+            for batch, seen in open_:
+                if p.doc_id not in seen and "\0q" + p.query not in seen:
                     batch.append(p)
-                    docs.add(p.doc_id)
+                    seen.update((p.doc_id, "\0q" + p.query))
                     break
             else:
-                open_.append(([p], {p.doc_id}))
+                open_.append(([p], {p.doc_id, "\0q" + p.query}))
             batches.extend(b for b, _ in open_ if len(b) >= batch_size)
             open_ = [(b, d) for b, d in open_ if len(b) < batch_size]
         batches.extend(b for b, _ in open_ if len(b) > 1 or b[0].negative is not None)
@@ -186,6 +188,7 @@ def train_biencoder(
                     "max_length": max_length, "time_budget": time_budget, "seed": seed, "holdout": holdout,
                     "loss": "MultipleNegativesRankingLoss", "base": "all-MiniLM-L6-v2"},
             notes={"kind": KIND, "stopped": stopped, "pairs": pair_set.counts, "base_fingerprint": base_fingerprint,
+                   "holdout_unit": holdout_unit(pair_set.pairs),
                    "dim": int(model.get_embedding_dimension() or 384)},
         )
         card = registry.register(name, cast(Any, _Saved(model, card)), card)
@@ -205,7 +208,8 @@ def report_markdown(card: ModelCard) -> str:
               f"- {m['steps']} of {m['planned_steps']} steps ({card.notes['stopped']}), {m['train_seconds']} s, "
               f"final loss {m['final_loss']:.4f}",
               f"- settings: {', '.join(f'{k} {v}' for k, v in card.params.items())}", "",
-              "## Held-out check (documents never trained on)", ""]
+              "## Held-out check (" + ("labelled queries" if card.notes.get("holdout_unit") == "query"
+                                       else "documents") + " never trained on)", ""]
     if m["heldout_queries"]:
         lines += [f"| model | recall@{RECALL_K} | mean rank |", "|---|---|---|",
                   f"| base | {m[f'heldout_recall@{RECALL_K}_base']:.4f} | {m['heldout_mean_rank_base']:.2f} |",

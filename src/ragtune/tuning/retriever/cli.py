@@ -17,6 +17,7 @@ from ragtune.cli_common import ProjectOpt, err, out
 from ragtune.config import CONFIG_NAME
 from ragtune.errors import ConfigError, EmptyCorpusError
 from ragtune.project import Project
+from ragtune.tuning.retriever.options import CorpusPairsOpt, FeedbackOpt, QrelsOpt, QueriesOpt, check_sources
 
 tune_app = typer.Typer(
     help="Train models beyond classifiers from the project's own data (`ragtune train` trains classifiers).",
@@ -68,51 +69,70 @@ def tune_retriever(
                                                                         "larger gives more in-batch "
                                                                         "negatives).")] = 32,
     learning_rate: Annotated[float, typer.Option("--learning-rate", min=1e-7, help="AdamW learning rate.")] = 3e-5,
-    holdout: Annotated[float, typer.Option(min=0.0, max=0.5, help="Share of documents held out for the "
-                                                                  "before/after recall@10 check.")] = 0.1,
+    holdout: Annotated[float, typer.Option(min=0.0, max=0.5, help="Share held out for the before/after "
+                                                                  "recall@10 check: of the labelled queries when "
+                                                                  "there are 5 or more (--queries, --feedback), "
+                                                                  "else of the documents.")] = 0.1,
     seed: Annotated[int, typer.Option(help="Seed for the pair sample, split and training.")] = 0,
+    queries: QueriesOpt = None,
+    qrels: QrelsOpt = None,
+    feedback: FeedbackOpt = False,
+    corpus_pairs: CorpusPairsOpt = True,
     project: ProjectOpt = None,
 ) -> None:
-    """Adapt the embedder to this corpus, with no labels, and register it as an embedder model.
+    """Adapt the embedder to this corpus, with no labels or with labelled queries and feedback, and register it
+    as an embedder model.
 
-    Training pairs come from the index itself: each heading (or title) with the text under it, and one sentence
-    of a chunk with the rest of that chunk. Each pair gets a hard negative mined with BM25 or dense search among
-    chunks with exactly the same ACL (never from the positive's own document), and every training batch holds one
-    ACL, so no chunk is ever paired or contrasted with a chunk other readers may not see. The packaged
-    all-MiniLM-L6-v2 is fine-tuned (MultipleNegativesRankingLoss) on the CPU with embedder.threads threads;
-    recall@10 on held-out documents is reported for the base and the adapted model. Serve it with
+    With no options the training pairs come from the index itself: each heading (or title) with the text under
+    it, and one sentence of a chunk with the rest of that chunk, each with a hard negative mined with BM25 or
+    dense search among chunks with exactly the same ACL (never from the positive's own document).
+
+    --queries/--qrels add labelled pairs: each query with the chunk of each gold document that best matches it
+    (gold documents not in the index, or readable by nobody, are skipped and counted), with up to 4 hard
+    negatives from the BM25 and dense top of exactly that chunk's ACL, never from a gold document of the query.
+    --feedback adds the web UI's thumbs-up answers the same way (question → each cited chunk), only for chunks
+    the person who gave the feedback may still read. Labelled and feedback pairs are kept first under
+    --max-pairs; corpus pairs fill the rest (--no-corpus-pairs: labels only). With 5 or more labelled queries the
+    held-out check holds out queries, so its recall is on queries never trained on.
+
+    Every training batch holds one ACL, so no chunk is ever paired or contrasted with a chunk other readers may
+    not see. The packaged all-MiniLM-L6-v2 is fine-tuned (MultipleNegativesRankingLoss) on the CPU with
+    embedder.threads threads; held-out recall@10 is reported for the base and the adapted model. Serve it with
     `ragtune reindex --embedder registry:NAME`.
     """
     from ragtune.tuning.retriever.biencoder import RECALL_K, train_biencoder
-    from ragtune.tuning.retriever.pairs import generate_pairs
+    from ragtune.tuning.retriever.pairs import holdout_unit
+    from ragtune.tuning.retriever.sources import assemble_pairs, describe_counts
 
+    check_sources(queries, qrels, feedback, corpus_pairs)
     proj = Project.open(project)
     _check_index(proj)
     with _bar() as bar:
         progress = _progress(bar)
-        pairs = generate_pairs(proj.store, proj.embedder, max_pairs=max_pairs, seed=seed, progress=progress)
-        c = pairs.counts
-        err.print(f"pairs: {c.get('pairs', 0)} ({c.get('heading_pairs', 0)} heading, {c.get('sentence_pairs', 0)} "
-                  f"sentence) from {c['chunks']} chunks; hard negatives {c.get('negatives_bm25', 0)} BM25, "
-                  f"{c.get('negatives_dense', 0)} dense, {c['without_negative']} none; skipped: "
-                  f"{c['chunks_without_pair']} chunks too short, {c['unreadable_chunks']} readable by nobody, "
-                  f"{c['capped']} over --max-pairs", markup=False, highlight=False)
+        pairs = assemble_pairs(proj, queries=queries, qrels=qrels, feedback=feedback, corpus_pairs=corpus_pairs,
+                               max_pairs=max_pairs, seed=seed, progress=progress)
+        for line in describe_counts(pairs.counts):
+            err.print(line, markup=False, highlight=False)
+        sources = [f"{proj.settings.index_dir} ({proj.store.count()} chunks)"]
+        sources += [f"labelled {queries}" + (f" + {qrels}" if qrels else "")] if queries else []
+        sources += [f"feedback {proj.ui_store.path}"] if feedback else []
         result = train_biencoder(
             proj.registry, name, pairs, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
             time_budget=time_budget, threads=proj.settings.embedder.threads, seed=seed, holdout=holdout,
-            data_source=f"{proj.settings.index_dir} ({c['chunks']} chunks)",
-            base_fingerprint=proj.embedder.fingerprint, progress=progress)
+            data_source=", ".join(sources), base_fingerprint=proj.embedder.fingerprint, progress=progress)
     card, m = result.card, result.card.metrics
     stopped = " — stopped by --time-budget" if card.notes["stopped"] == "time budget" else ""
     out.print(f"[green]registered {escape(name)} v{card.version}[/green] (embedder): {m['steps']} of "
               f"{m['planned_steps']} steps on {m['train_pairs']} pairs in {m['train_seconds']} s{stopped}")
+    held = ("labelled queries never trained on" if holdout_unit(pairs.pairs) == "query"
+            else "queries from documents never trained on")
     if m["heldout_queries"]:
-        out.print(f"held-out recall@{RECALL_K} ({m['heldout_queries']} queries from documents never trained on): "
+        out.print(f"held-out recall@{RECALL_K} ({m['heldout_queries']} {held}): "
                   f"base {_fmt(m[f'heldout_recall@{RECALL_K}_base'])} → adapted "
                   f"{_fmt(m[f'heldout_recall@{RECALL_K}_adapted'])}; mean rank "
                   f"{_fmt(m['heldout_mean_rank_base'])} → {_fmt(m['heldout_mean_rank_adapted'])}")
     else:
-        out.print("held-out check: skipped (fewer than 5 documents, or --holdout 0)")
+        out.print("held-out check: skipped (fewer than 5 documents or labelled queries, or --holdout 0)")
     out.print(f"report: {escape(str(result.folder / 'report.md'))}")
     out.print(f"next: ragtune reindex --embedder registry:{escape(name)}@{card.version}"
               + (f" --project {escape(str(project))}" if project else ""))

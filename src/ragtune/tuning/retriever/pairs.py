@@ -39,13 +39,14 @@ class TrainingPair:
 
     query: str
     positive: str
-    kind: str  # heading | sentence
+    kind: str  # heading | sentence (from the corpus) | labelled (queries + qrels) | feedback (the web UI)
     chunk_id: str
     doc_id: str
     acl: tuple[str, ...]
     negative: str | None = None
     negative_id: str | None = None
     negative_source: str | None = None  # bm25 | dense
+    extra_negatives: tuple[str, ...] = ()  # further hard negatives after ``negative`` (labelled and feedback pairs)
 
 
 @dataclass
@@ -59,7 +60,7 @@ class PairSet:
         """SHA-256 of the pairs (queries, positives, negatives, in order): the card's data hash."""
         h = hashlib.sha256()
         for p in self.pairs:
-            h.update("\0".join((p.query, p.positive, p.negative or "")).encode() + b"\1")
+            h.update("\0".join((p.query, p.positive, p.negative or "", *p.extra_negatives)).encode() + b"\1")
         return h.hexdigest()
 
 
@@ -161,10 +162,30 @@ def _mine(store: Store, embedder: Embedder, corpus: StoredCorpus, pairs: list[Tr
     return out
 
 
+LABELLED_KINDS = frozenset({"labelled", "feedback"})
+"""Pair kinds whose query a person wrote (labelled queries, the web UI's feedback), not generated."""
+
+
+def holdout_unit(pairs: Sequence[TrainingPair], min_documents: int = 5) -> str:
+    """What :func:`split_by_document` holds out for these pairs: ``query`` when labelled or feedback pairs hold
+    at least ``min_documents`` distinct queries, else ``document``."""
+    return "query" if len({p.query for p in pairs if p.kind in LABELLED_KINDS}) >= min_documents else "document"
+
+
 def split_by_document(pairs: Sequence[TrainingPair], holdout: float, seed: int = 0,
                       min_documents: int = 5) -> tuple[list[TrainingPair], list[TrainingPair]]:
     """(train, held out): ``holdout`` of the documents (at least one) and all their pairs held out, so no held-out
-    chunk is trained on. Fewer than ``min_documents`` documents, or ``holdout`` 0: nothing is held out."""
+    chunk is trained on. Fewer than ``min_documents`` documents, or ``holdout`` 0: nothing is held out.
+
+    With labelled or feedback pairs from at least ``min_documents`` distinct queries (:func:`holdout_unit`),
+    ``holdout`` of those **queries** (by text, at least one) are held out with all their pairs instead, and every
+    other pair is trained on: the held-out recall is then on people's queries never trained on."""
+    if holdout > 0 and holdout_unit(pairs, min_documents) == "query":
+        queries = sorted({p.query for p in pairs if p.kind in LABELLED_KINDS})
+        random.Random(seed).shuffle(queries)
+        held_q = set(queries[: max(1, math.floor(len(queries) * holdout))])
+        return ([p for p in pairs if not (p.kind in LABELLED_KINDS and p.query in held_q)],
+                [p for p in pairs if p.kind in LABELLED_KINDS and p.query in held_q])
     docs = sorted({p.doc_id for p in pairs})
     if holdout <= 0 or len(docs) < min_documents:
         return list(pairs), []

@@ -1,0 +1,31 @@
+"""The training-data options shared by ``ragtune tune retriever`` and ``ragtune tune reranker``, one copy each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+QueriesOpt = Annotated[Path | None, typer.Option(
+    "--queries", help="Labelled queries to train on: BEIR queries.jsonl ({\"_id\", \"text\"} per line) with "
+    "--qrels, or alone a JSONL of {\"question\", \"gold\"} (gold: a document's file stem or path relative to its "
+    "ingested folder, or a list); the formats of `ragtune eval retrieval`.")]
+QrelsOpt = Annotated[Path | None, typer.Option(
+    "--qrels", help="BEIR qrels TSV for --queries: query-id, corpus-id, score (score > 0 = relevant).")]
+FeedbackOpt = Annotated[bool, typer.Option(
+    "--feedback", help="Also train on the web UI's feedback: each thumbs-up makes the question and each cited "
+    "chunk a pair, if the person who gave it may still read that chunk.")]
+CorpusPairsOpt = Annotated[bool, typer.Option(
+    "--corpus-pairs/--no-corpus-pairs", help="Add the pairs generated from the index (no labels) to the "
+    "labelled and feedback ones; --no-corpus-pairs trains on labels only.")]
+
+
+def check_sources(queries: Path | None, qrels: Path | None, feedback: bool, corpus_pairs: bool) -> None:
+    """Usage errors (exit 2) for a combination of the options above that cannot train."""
+    if qrels is not None and queries is None:
+        raise typer.BadParameter("--qrels needs --queries (the BEIR queries.jsonl the qrels judge)",
+                                 param_hint="'--qrels'")
+    if not corpus_pairs and queries is None and not feedback:
+        raise typer.BadParameter("--no-corpus-pairs leaves nothing to train on: add --queries (with --qrels) or "
+                                 "--feedback", param_hint="'--no-corpus-pairs'")
