@@ -130,6 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--layers", type=int, default=defaults["layers"])
     ap.add_argument("--max-length", type=int, default=defaults["max_length"])
     ap.add_argument("--qrels-train", action="store_true", help="add SciFact's train qrels to the training pairs")
+    ap.add_argument("--reuse", type=int, default=None, metavar="VERSION",
+                    help="score an already trained version of the benchmark's model instead of training (its "
+                         "training figures come from its card; the pairs are not regenerated)")
     ap.add_argument("--quick", action="store_true", help="check the script: 60 s budget, 40 queries, no docs")
     ap.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
     args = ap.parse_args(argv)
@@ -146,25 +149,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         test = test[:40]
 
-    t0 = time.perf_counter()
-    pairs = training_pairs(info.store, embedder, args.qrels_train, set(select),
-                           500 if args.quick else defaults["max_pairs"], defaults["seed"])
-    pairs_s = time.perf_counter() - t0
-
-    def base_score(query: str, texts: list[str]) -> Any:
-        v = embedder.embed([query, *texts])
-        return v[1:] @ v[0]
-
     registry = Registry(cache_dir("scifact_reranker", "models"))
-    t0 = time.perf_counter()
-    trained = train_reranker(
-        registry, MODEL_NAME, pairs, base_score=base_score, layers=args.layers, max_length=args.max_length,
-        group_size=defaults["group_size"], epochs=defaults["epochs"], learning_rate=defaults["learning_rate"],
-        time_budget=budget, threads=THREADS, seed=defaults["seed"], holdout=defaults["holdout"],
-        data_source=f"SciFact index ({info.chunks} chunks)", progress=progress)
-    train_s = time.perf_counter() - t0
-    card, m = trained.card, trained.card.metrics
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.reuse is not None:
+        card = registry.card(MODEL_NAME, args.reuse)
+        pair_counts, pairs_s, train_s, peak_mb = card.notes["pairs"], None, None, None
+    else:
+        t0 = time.perf_counter()
+        pairs = training_pairs(info.store, embedder, args.qrels_train, set(select),
+                               500 if args.quick else defaults["max_pairs"], defaults["seed"])
+        pairs_s = time.perf_counter() - t0
+
+        def base_score(query: str, texts: list[str]) -> Any:
+            v = embedder.embed([query, *texts])
+            return v[1:] @ v[0]
+
+        t0 = time.perf_counter()
+        trained = train_reranker(
+            registry, MODEL_NAME, pairs, base_score=base_score, layers=args.layers, max_length=args.max_length,
+            group_size=defaults["group_size"], epochs=defaults["epochs"], learning_rate=defaults["learning_rate"],
+            time_budget=budget, threads=THREADS, seed=defaults["seed"], holdout=defaults["holdout"],
+            data_source=f"SciFact index ({info.chunks} chunks)", progress=progress)
+        train_s = time.perf_counter() - t0
+        card, pair_counts = trained.card, pairs.counts
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    m = card.metrics
     served = CrossEncoderReranker(registry.root, f"registry:{MODEL_NAME}@{card.version}", threads=THREADS)
     cached = CachedScores(served)
 
@@ -211,10 +219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if name == "reranked":
                 skipped += all(h.rerank_score is None for h in r.hits)
     result = {
-        "model": f"{MODEL_NAME}@{card.version}", "layers": args.layers, "max_length": args.max_length,
-        "qrels_train": args.qrels_train, "pairs": pairs.counts, "pair_generation_s": round(pairs_s, 1),
-        "train_wall_s": round(train_s, 1), "steps": m["steps"], "planned_steps": m["planned_steps"],
-        "stopped": card.notes["stopped"], "peak_rss_mb": round(peak_mb), "heldout_mrr_base": m["heldout_mrr_base"],
+        "model": f"{MODEL_NAME}@{card.version}", "layers": card.params["layers"],
+        "max_length": card.params["max_length"], "qrels_train": "labelled_pairs" in pair_counts, "pairs": pair_counts,
+        "pair_generation_s": None if pairs_s is None else round(pairs_s, 1),
+        "train_wall_s": None if train_s is None else round(train_s, 1), "train_steps_s": m["train_seconds"],
+        "steps": m["steps"], "planned_steps": m["planned_steps"], "stopped": card.notes["stopped"],
+        "peak_rss_mb": None if peak_mb is None else round(peak_mb), "heldout_mrr_base": m["heldout_mrr_base"],
         "heldout_mrr_reranker": m["heldout_mrr_reranker"], "setting": setting,
         "test_base": {k: base[k] for k in ("ndcg@10", "recall@100")},
         "test_reranked": {k: rr[k] for k in ("ndcg@10", "recall@100")},
@@ -238,7 +248,9 @@ def record(r: dict[str, Any]) -> None:
            f"{s['candidates']}, weight {s['fused_weight']:g}, skip {'on' if s['skip_when_agree'] else 'off'} | "
            f"{r['p50_ms']['plain']:.0f} / {r['p95_ms']['plain']:.0f} | {r['p50_ms']['reranked']:.0f} / "
            f"{r['p95_ms']['reranked']:.0f} | {r['skipped_share']:.0%} | {r['steps']}/{r['planned_steps']} steps, "
-           f"{r['train_wall_s']:.0f} s, {r['peak_rss_mb']} MB | {datetime.date.today()}, {machine()} |")
+           f"{r['train_steps_s']:.0f} s of steps, peak RSS "
+           f"{'not measured (--reuse)' if r['peak_rss_mb'] is None else str(r['peak_rss_mb']) + ' MB'} | "
+           f"{datetime.date.today()}, {machine()} |")
     write_row(
         SECTION, key, row,
         header=["training data, model", "hybrid nDCG@10 / R@100", "reranked nDCG@10 / R@100",
@@ -247,7 +259,9 @@ def record(r: dict[str, Any]) -> None:
         command=command_line(),
         intro=(f"Goal: nDCG@10 ≥ {GOAL_NDCG} with search p50 ≤ {GOAL_P50_MS:g} ms with the reranker. Serving "
                f"settings chosen on {SELECT_QUERIES} SciFact train queries never trained on; test scored once. "
-               "Latency of the default retriever (top 8), with and without the reranker, alternating per query."),
+               "Latency of the default retriever (top 8), with and without the reranker, alternating per query. "
+               "With `--reuse N` the model is version N trained by an earlier run of the command without it; its "
+               "training figures come from its card."),
     )
 
 

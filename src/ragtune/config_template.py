@@ -45,7 +45,7 @@ retrieval:
 
 rerank:
   kind: none           # none (the fused order is final) or registry:NAME, from `ragtune tune reranker`
-  candidates: 20       # fused hits the reranker scores (its cost grows with them)
+  candidates: 10       # fused hits the reranker reorders (its cost grows with them)
   fused_weight: 1.0    # weight of the fused order beside the reranker's (0: the reranker's order alone)
   skip_when_agree: true  # no reranking when BM25 and dense search put the same chunk first
 

@@ -71,7 +71,7 @@ def policies(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path
     init_project(project)
     cfg = project / "ragtune.yaml"
     raw = yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}
-    raw["rerank"] = {"fused_weight": 0.0, "skip_when_agree": False}
+    raw["rerank"] = {"fused_weight": 0.0, "skip_when_agree": False, "candidates": 20}
     cfg.write_text(yaml.safe_dump(raw), encoding="utf-8")
     proj = Project.open(project)
     proj.ingest(docs, Acl(public=True))

@@ -52,6 +52,27 @@ def test_reranker_reorders_readable_candidates_and_is_timed(tmp_path: Path) -> N
     assert hidden and not hidden & set(reranker.seen)  # the reranker never sees what the principal cannot read
 
 
+def test_only_the_first_candidates_are_reranked_and_the_rest_keep_the_fused_order(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    for i in range(6):
+        write(docs / f"d{i}.md", "---\nacl: public\n---\n# Note " + str(i) + "\n\n" + "Parking rules. " * (i + 1)
+              + "\n")
+    write(docs / "hidden.md", "---\nacl: {groups: [hr]}\n---\n# Hidden\n\nParking rules.\n")
+    init_project(tmp_path / "p")
+    project = Project.open(tmp_path / "p")
+    project.ingest(docs, Acl())
+    bob = Principal("bob")
+    fused = HybridRetriever(project.store, project.embedder, top_k=6).retrieve("parking rules", bob)
+    reranker = ShortestFirst()
+    got = HybridRetriever(project.store, project.embedder, top_k=6, reranker=reranker,
+                          rerank_candidates=3).retrieve("parking rules", bob)
+    order = [h.chunk.chunk_id for h in fused.hits]
+    head = sorted(fused.hits[:3], key=lambda h: len(h.chunk.search_text))
+    assert [h.chunk.chunk_id for h in got.hits] == [h.chunk.chunk_id for h in head] + order[3:]
+    assert len(set(reranker.seen)) <= 3 and all(h.rerank_score is None for h in got.hits[3:])
+    assert all(h.chunk.title != "Hidden" for h in got.hits)
+
+
 def test_temporary_project_is_removed_and_takes_overrides() -> None:
     with Project.temporary(retrieval={"top_k": 3}) as sandbox:
         folder = sandbox.settings.project_dir

@@ -124,22 +124,24 @@ class HybridRetriever:
             lat["fuse"] = (t4 - t3) * 1000
             chunks: dict[str, Chunk] = {}
             rerank_scores: dict[str, float] = {}
-            reranked = False
             if self.reranker is not None:
-                candidates = fused[: max(k, self.rerank_candidates)]
+                # the best rerank_candidates are reordered; any further hits keep their fused order behind them
+                n = self.rerank_candidates
+                candidates = fused[:n]
                 agree = bool(self.rerank_skip_when_agree and lexical and dense and lexical[0][0] == dense[0][0])
                 with span("rerank", reranker=self.reranker.name, candidates=len(candidates), skipped=agree):
                     if not agree:
-                        fused, chunks, rerank_scores = self._rerank(query, principal, candidates)
-                        reranked = True
+                        head, chunks, rerank_scores = self._rerank(query, principal, candidates)
+                        fused = head + fused[n:]
                 t5 = time.perf_counter()
                 lat["rerank"] = (t5 - t4) * 1000
                 t4 = t5
             fused = fused[:k]
             with span("fetch", requested=len(fused)) as sp:
                 # Only the final top-k are loaded in full; the fetch repeats the ACL filter as a second guard.
-                if not reranked:
-                    chunks = self.store.get_chunks([cid for cid, _ in fused], principal)
+                missing = [cid for cid, _ in fused if cid not in chunks]  # all of them without a reranking
+                if missing:
+                    chunks.update(self.store.get_chunks(missing, principal))
                 hits = []
                 for cid, score in fused:
                     if cid not in chunks:
