@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragtune.errors import ModelNotFoundError, RagtuneError
+from ragtune.errors import ConfigError, ModelNotFoundError, RagtuneError
 from ragtune.tuning.base import TextClassifier
 
 CARD = "card.json"
@@ -207,3 +207,22 @@ def new_card(method: str, clf: TextClassifier, data_sha256: str, data_source: st
         name="", version=0, method=method, classes=[str(c) for c in clf.classes_], data_sha256=data_sha256,
         data_source=data_source, created=time.time(), params=clf.get_params(),
     )
+
+
+def resolve_served(models_dir: Path, spec: str, name: str, version: int | None, kind: str, train_command: str,
+                   unset_hint: str) -> tuple[Path, int, ModelCard]:
+    """(``model/`` folder, version, card) of the registered model a setting (``spec``, e.g. ``registry:rr@2``)
+    names for serving, or a clear error: no such model (:class:`ModelNotFoundError`, naming ``train_command`` and
+    ``unset_hint``), or a model of another kind than ``kind`` (:class:`ConfigError`)."""
+    registry = Registry(models_dir)
+    try:
+        resolved = registry.resolve(name, version)
+    except ModelNotFoundError as exc:
+        raise ModelNotFoundError(f"{kind} {spec!r}: {exc}. Train it with `{train_command} --name {name}`, or "
+                                 f"{unset_hint}") from None
+    card = registry.card(name, resolved)
+    if card.method != kind:
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise ConfigError(f"{name} v{resolved} in the registry is a {card.method} model, not {article} {kind}: "
+                          f"name one trained by `{train_command}`")
+    return registry.path(name, resolved) / "model", resolved, card

@@ -15,7 +15,18 @@ from rich.markup import escape
 
 from ragtune.cli_common import ProjectOpt, err, out
 from ragtune.project import Project
-from ragtune.tuning.retriever.options import CorpusPairsOpt, FeedbackOpt, QrelsOpt, QueriesOpt, check_sources
+from ragtune.tuning.retriever.options import (
+    CorpusPairsOpt,
+    EpochsOpt,
+    FeedbackOpt,
+    HoldoutOpt,
+    MaxPairsOpt,
+    QrelsOpt,
+    QueriesOpt,
+    SeedOpt,
+    TimeBudgetOpt,
+    check_sources,
+)
 
 
 def _fmt(value: float) -> str:
@@ -35,18 +46,13 @@ def tune_reranker(
                                                                                 "among in training: its positive, "
                                                                                 "hard negatives, others of its "
                                                                                 "ACL.")] = 8,
-    max_pairs: Annotated[int, typer.Option("--max-pairs", min=2, help="At most this many training pairs "
-                                                                      "(a deterministic sample for --seed).")] = 5000,
-    time_budget: Annotated[float | None, typer.Option("--time-budget", min=1, help="Stop training after the step "
-                                                      "that passes this many seconds; the model is still saved "
-                                                      "(the card says it was stopped).")] = None,
-    epochs: Annotated[float, typer.Option(min=0.01, help="Passes over the training pairs.")] = 1.0,
+    max_pairs: MaxPairsOpt = 5000,
+    time_budget: TimeBudgetOpt = None,
+    epochs: EpochsOpt = 1.0,
     learning_rate: Annotated[float, typer.Option("--learning-rate", min=1e-7, help="AdamW learning "
                                                  "rate.")] = 1e-4,
-    holdout: Annotated[float, typer.Option(min=0.0, max=0.5, help="Share held out for the before/after check: of "
-                                                                  "the labelled queries when there are 5 or more, "
-                                                                  "else of the documents.")] = 0.1,
-    seed: Annotated[int, typer.Option(help="Seed for the pair sample, split and training.")] = 0,
+    holdout: HoldoutOpt = 0.1,
+    seed: SeedOpt = 0,
     queries: QueriesOpt = None,
     qrels: QrelsOpt = None,
     feedback: FeedbackOpt = False,
@@ -68,7 +74,7 @@ def tune_reranker(
     """
     from ragtune.tuning.reranker.train import train_reranker
     from ragtune.tuning.retriever.cli import _bar, _check_index, _progress
-    from ragtune.tuning.retriever.sources import assemble_pairs, describe_counts
+    from ragtune.tuning.retriever.sources import assemble_pairs, describe_counts, describe_sources
 
     check_sources(queries, qrels, feedback, corpus_pairs)
     proj = Project.open(project)
@@ -85,14 +91,12 @@ def tune_reranker(
                                max_pairs=max_pairs, seed=seed, progress=progress)
         for line in describe_counts(pairs.counts):
             err.print(line, markup=False, highlight=False)
-        sources = [f"{proj.settings.index_dir} ({proj.store.count()} chunks)"]
-        sources += [f"labelled {queries}" + (f" + {qrels}" if qrels else "")] if queries else []
-        sources += [f"feedback {proj.ui_store.path}"] if feedback else []
+        sources = describe_sources(proj, queries, qrels, feedback)
         result = train_reranker(
             proj.registry, name, pairs, base_score=base_score, layers=layers, max_length=max_length,
             group_size=group_size, epochs=epochs, learning_rate=learning_rate, time_budget=time_budget,
             threads=proj.settings.embedder.threads, seed=seed, holdout=holdout,
-            data_source=", ".join(sources), progress=progress)
+            data_source=sources, progress=progress)
     card, m = result.card, result.card.metrics
     stopped = " — stopped by --time-budget" if card.notes["stopped"] == "time budget" else ""
     out.print(f"[green]registered {escape(name)} v{card.version}[/green] (reranker, {layers} layers): "

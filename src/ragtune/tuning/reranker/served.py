@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ragtune.errors import ConfigError, ModelNotFoundError
+from ragtune.errors import ConfigError
 from ragtune.models.hf import load_tokenizer, onnx_session
 
 KIND = "reranker"  # ModelCard.method of a trained cross-encoder
@@ -74,20 +74,14 @@ class CrossEncoderReranker:
 
     def _resolve(self) -> tuple[Path, int, dict[str, Any], dict[str, Any]]:
         if self._resolved is None:
-            from ragtune.tuning.registry import Registry
+            from ragtune.tuning.registry import resolve_served
 
-            registry = Registry(self.models_dir)
-            try:
-                version = registry.resolve(self.model_name, self.requested_version)
-            except ModelNotFoundError as exc:
-                raise ModelNotFoundError(
-                    f"reranker {self.name!r}: {exc}. Train it with `ragtune tune reranker --name {self.model_name}`, "
-                    "or set rerank.kind to none in ragtune.yaml") from None
-            card = registry.card(self.model_name, version)
-            folder = registry.path(self.model_name, version) / "model"
-            if card.method != KIND or not (folder / ONNX_FILE).is_file():
-                raise ConfigError(f"{self.model_name} v{version} in the registry is a {card.method} model, not a "
-                                  "reranker: name one trained by `ragtune tune reranker`")
+            folder, version, card = resolve_served(
+                self.models_dir, self.name, self.model_name, self.requested_version, KIND, "ragtune tune reranker",
+                "set rerank.kind to none in ragtune.yaml")
+            if not (folder / ONNX_FILE).is_file():
+                raise ConfigError(f"{folder} has no {ONNX_FILE}: train the reranker again with `ragtune tune "
+                                  "reranker`")
             self._resolved = (folder, version, card.notes, card.params)
         return self._resolved
 

@@ -19,7 +19,7 @@ import random
 import shutil
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -31,6 +31,7 @@ from ragtune.models.embedder import minilm_model_dir
 from ragtune.models.hf import export_onnx, load_tokenizer, offline, quiet, torch_threads
 from ragtune.tuning.registry import ModelCard, Registry
 from ragtune.tuning.reranker.served import KIND, MODEL_DIR, ONNX_FILE, TOKENIZER, encode_pairs
+from ragtune.tuning.retriever.loop import train_steps, training_sections
 from ragtune.tuning.retriever.pairs import PairSet, TrainingPair, holdout_unit, split_by_document
 from ragtune.tuning.retriever.tuned import weights_digest
 
@@ -177,7 +178,7 @@ def train_reranker(
     held_groups = make_groups(held, group_size, random.Random(seed + 1))
     offline()
     import torch
-    from transformers import AutoModel, get_linear_schedule_with_warmup
+    from transformers import AutoModel
 
     torch.manual_seed(seed)
     tokenizer = load_tokenizer(minilm_model_dir() / TOKENIZER, max_length)
@@ -198,34 +199,24 @@ def train_reranker(
         model.eval()
         untrained_ranks = group_ranks(score, held_groups)  # what the training itself adds
         total = max(1, math.ceil(len(per_epoch) / groups_per_step * epochs))
-        optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
-        schedule = get_linear_schedule_with_warmup(optimizer, max(1, total // 10), total)
-        model.train()
-        steps, losses, started, stopped = 0, [], time.monotonic(), "finished"
-        queue = list(per_epoch)
-        while steps < total:
-            if len(queue) < groups_per_step:
-                queue += make_groups(train, group_size, rng)
-            step_groups, queue = queue[:groups_per_step], queue[groups_per_step:]
+
+        def steps_of_groups() -> Iterator[list[Group]]:
+            queue = list(per_epoch)
+            while True:
+                if len(queue) < groups_per_step:
+                    queue += make_groups(train, group_size, rng)
+                yield queue[:groups_per_step]
+                queue = queue[groups_per_step:]
+
+        def loss_of(step_groups: list[Group]) -> Any:
             # every pair of the step in one forward pass, then one softmax per group (its positive first)
             flat = logits([(q, t) for q, texts in step_groups for t in texts])
             parts = flat.split([len(texts) for _, texts in step_groups])
-            loss = torch.stack([torch.nn.functional.cross_entropy(part[None, :], torch.zeros(1, dtype=torch.long))
+            return torch.stack([torch.nn.functional.cross_entropy(part[None, :], torch.zeros(1, dtype=torch.long))
                                 for part in parts]).mean()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad()
-            steps += 1
-            losses.append(float(loss.detach()))
-            if progress is not None:
-                progress("train", steps, total, {"loss": float(np.mean(losses[-20:]))})
-            if time_budget is not None and time.monotonic() - started >= time_budget and steps < total:
-                stopped = "time budget"
-                break
-        train_seconds = time.monotonic() - started
-        model.eval()
+
+        run = train_steps(model, steps_of_groups(), loss_of, total=total, learning_rate=learning_rate,
+                          time_budget=time_budget, progress=progress)
         reranker_ranks = group_ranks(score, held_groups)
         card = ModelCard(
             name=name, version=0, method=KIND, classes=[], data_sha256=pair_set.digest(), data_source=data_source,
@@ -235,15 +226,14 @@ def train_reranker(
                      "heldout_top1_base": float(np.mean([r == 0 for r in base_ranks])) if base_ranks else math.nan,
                      "heldout_top1_reranker": (float(np.mean([r == 0 for r in reranker_ranks]))
                                                if reranker_ranks else math.nan),
-                     "train_pairs": len(train), "train_groups": len(per_epoch), "steps": steps,
-                     "planned_steps": total, "final_loss": float(np.mean(losses[-20:])) if losses else math.nan,
-                     "train_seconds": round(train_seconds, 1)},
+                     "train_pairs": len(train), "train_groups": len(per_epoch), "steps": run.steps,
+                     "planned_steps": total, "final_loss": run.final_loss, "train_seconds": round(run.seconds, 1)},
             params={"layers": layers, "max_length": max_length, "group_size": group_size,
                     "groups_per_step": groups_per_step, "epochs": epochs, "learning_rate": learning_rate,
                     "time_budget": time_budget, "seed": seed, "holdout": holdout,
                     "loss": "softmax cross-entropy over (positive, negatives)", "base": "all-MiniLM-L6-v2",
                     "head": "scaled cosine of the segments' mean token states"},
-            notes={"kind": KIND, "stopped": stopped, "pairs": pair_set.counts,
+            notes={"kind": KIND, "stopped": run.stopped, "pairs": pair_set.counts,
                    "holdout_unit": holdout_unit(pair_set.pairs)},
         )
         card = registry.register(name, cast(Any, _Saved(model, card)), card)
@@ -254,18 +244,12 @@ def train_reranker(
 
 def report_markdown(card: ModelCard) -> str:
     """The small report written beside a trained reranker: data, training, held-out check, how to serve it."""
-    m, counts = card.metrics, card.notes.get("pairs", {})
+    m = card.metrics
     lines = [f"# {card.name} v{card.version}: a cross-encoder reranker trained on the corpus", "",
              f"{card.params['layers']} layers of the packaged all-MiniLM-L6-v2 reading query and passage together, "
              "scored by the scaled cosine of the two segments' mean token states, trained on "
-             f"pairs from {card.data_source or 'the index'}.", "", "## Pairs", ""]
-    lines += [f"- {k.replace('_', ' ')}: {v}" for k, v in sorted(counts.items())]
-    lines += ["", "## Training", "",
-              f"- {m['steps']} of {m['planned_steps']} steps ({card.notes['stopped']}), {m['train_seconds']} s, "
-              f"final loss {m['final_loss']:.4f}",
-              f"- settings: {', '.join(f'{k} {v}' for k, v in card.params.items())}", "",
-              "## Held-out check (" + ("labelled queries" if card.notes.get("holdout_unit") == "query"
-                                       else "documents") + " never trained on)", ""]
+             f"pairs from {card.data_source or 'the index'}.", ""]
+    lines += training_sections(card)
     if m["heldout_queries"]:
         lines += ["| ranking of each group | MRR | top-1 |", "|---|---|---|",
                   f"| base embedder cosine | {m['heldout_mrr_base']:.4f} | {m['heldout_top1_base']:.4f} |",

@@ -13,7 +13,7 @@ import math
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -24,6 +24,7 @@ from ragtune.errors import EmptyCorpusError
 from ragtune.models.embedder import minilm_model_dir
 from ragtune.models.hf import export_onnx, ids_and_mask_module, offline, quiet, torch_threads
 from ragtune.tuning.registry import ModelCard, Registry
+from ragtune.tuning.retriever.loop import train_steps, training_sections
 from ragtune.tuning.retriever.pairs import PairSet, TrainingPair, holdout_unit, split_by_document
 from ragtune.tuning.retriever.tuned import ENCODER_DIR, KIND, ONNX_FILE, weights_digest
 
@@ -125,7 +126,6 @@ def train_biencoder(
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-    from transformers import get_linear_schedule_with_warmup
 
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -145,34 +145,20 @@ def train_biencoder(
                                    "different documents, or one with a hard negative): ingest more documents")
         total = max(1, math.ceil(len(per_epoch) * epochs))
         loss_fn = MultipleNegativesRankingLoss(model)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
-        schedule = get_linear_schedule_with_warmup(optimizer, max(1, total // 10), total)
-        model.train()
-        steps, losses, started, stopped = 0, [], time.monotonic(), "finished"
-        batches = iter(per_epoch)
-        while steps < total:
-            batch = next(batches, None)
-            if batch is None:
-                batches = iter(make_batches(train, batch_size, rng))
-                continue
+
+        def batches() -> Iterator[list[TrainingPair]]:
+            yield from per_epoch
+            while True:
+                yield from make_batches(train, batch_size, rng)
+
+        def loss_of(batch: list[TrainingPair]) -> Any:
             columns = [[p.query for p in batch], [p.positive for p in batch]]
             if batch[0].negative is not None:
                 columns.append([cast(str, p.negative) for p in batch])
-            loss = loss_fn([model.preprocess(c) for c in columns], torch.zeros(len(batch)))
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad()
-            steps += 1
-            losses.append(float(loss.detach()))
-            if progress is not None:
-                progress("train", steps, total, {"loss": float(np.mean(losses[-20:]))})
-            if time_budget is not None and time.monotonic() - started >= time_budget and steps < total:
-                stopped = "time budget"
-                break
-        train_seconds = time.monotonic() - started
-        model.eval()
+            return loss_fn([model.preprocess(c) for c in columns], torch.zeros(len(batch)))
+
+        run = train_steps(model, batches(), loss_of, total=total, learning_rate=learning_rate,
+                          time_budget=time_budget, progress=progress)
         adapted_ranks = heldout_ranks(encode, held)
         card = ModelCard(
             name=name, version=0, method=KIND, classes=[], data_sha256=pair_set.digest(), data_source=data_source,
@@ -181,13 +167,12 @@ def train_biencoder(
                      f"heldout_recall@{RECALL_K}_adapted": recall_at(adapted_ranks),
                      "heldout_mean_rank_base": float(np.mean(base_ranks)) if held else float("nan"),
                      "heldout_mean_rank_adapted": float(np.mean(adapted_ranks)) if held else float("nan"),
-                     "train_pairs": len(train), "steps": steps, "planned_steps": total,
-                     "final_loss": float(np.mean(losses[-20:])) if losses else float("nan"),
-                     "train_seconds": round(train_seconds, 1)},
+                     "train_pairs": len(train), "steps": run.steps, "planned_steps": total,
+                     "final_loss": run.final_loss, "train_seconds": round(run.seconds, 1)},
             params={"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                     "max_length": max_length, "time_budget": time_budget, "seed": seed, "holdout": holdout,
                     "loss": "MultipleNegativesRankingLoss", "base": "all-MiniLM-L6-v2"},
-            notes={"kind": KIND, "stopped": stopped, "pairs": pair_set.counts, "base_fingerprint": base_fingerprint,
+            notes={"kind": KIND, "stopped": run.stopped, "pairs": pair_set.counts, "base_fingerprint": base_fingerprint,
                    "holdout_unit": holdout_unit(pair_set.pairs),
                    "dim": int(model.get_embedding_dimension() or 384)},
         )
@@ -199,17 +184,11 @@ def train_biencoder(
 
 def report_markdown(card: ModelCard) -> str:
     """The small report written beside a tuned embedder: data, training, held-out check, how to serve it."""
-    m, counts = card.metrics, card.notes.get("pairs", {})
+    m = card.metrics
     lines = [f"# {card.name} v{card.version}: a bi-encoder adapted to the corpus", "",
              f"Trained from the packaged all-MiniLM-L6-v2 on pairs generated from {card.data_source or 'the index'}.",
-             "", "## Pairs", ""]
-    lines += [f"- {k.replace('_', ' ')}: {v}" for k, v in sorted(counts.items())]
-    lines += ["", "## Training", "",
-              f"- {m['steps']} of {m['planned_steps']} steps ({card.notes['stopped']}), {m['train_seconds']} s, "
-              f"final loss {m['final_loss']:.4f}",
-              f"- settings: {', '.join(f'{k} {v}' for k, v in card.params.items())}", "",
-              "## Held-out check (" + ("labelled queries" if card.notes.get("holdout_unit") == "query"
-                                       else "documents") + " never trained on)", ""]
+             ""]
+    lines += training_sections(card)
     if m["heldout_queries"]:
         lines += [f"| model | recall@{RECALL_K} | mean rank |", "|---|---|---|",
                   f"| base | {m[f'heldout_recall@{RECALL_K}_base']:.4f} | {m['heldout_mean_rank_base']:.2f} |",

@@ -17,7 +17,18 @@ from ragtune.cli_common import ProjectOpt, err, out
 from ragtune.config import CONFIG_NAME
 from ragtune.errors import ConfigError, EmptyCorpusError
 from ragtune.project import Project
-from ragtune.tuning.retriever.options import CorpusPairsOpt, FeedbackOpt, QrelsOpt, QueriesOpt, check_sources
+from ragtune.tuning.retriever.options import (
+    CorpusPairsOpt,
+    EpochsOpt,
+    FeedbackOpt,
+    HoldoutOpt,
+    MaxPairsOpt,
+    QrelsOpt,
+    QueriesOpt,
+    SeedOpt,
+    TimeBudgetOpt,
+    check_sources,
+)
 
 tune_app = typer.Typer(
     help="Train models beyond classifiers from the project's own data (`ragtune train` trains classifiers).",
@@ -59,21 +70,15 @@ def _fmt(value: float) -> str:
 def tune_retriever(
     name: Annotated[str, typer.Option("--name", "-n", help="Registry name of the tuned embedder (a new version "
                                                            "each run).")] = "retriever",
-    max_pairs: Annotated[int, typer.Option("--max-pairs", min=2, help="At most this many training pairs "
-                                                                      "(a deterministic sample for --seed).")] = 5000,
-    time_budget: Annotated[float | None, typer.Option("--time-budget", min=1, help="Stop training after the step "
-                                                      "that passes this many seconds; the model is still saved "
-                                                      "(the card says it was stopped).")] = None,
-    epochs: Annotated[float, typer.Option(min=0.01, help="Passes over the training pairs.")] = 1.0,
+    max_pairs: MaxPairsOpt = 5000,
+    time_budget: TimeBudgetOpt = None,
+    epochs: EpochsOpt = 1.0,
     batch_size: Annotated[int, typer.Option("--batch-size", min=2, help="Pairs per step (each batch is one ACL; "
                                                                         "larger gives more in-batch "
                                                                         "negatives).")] = 32,
     learning_rate: Annotated[float, typer.Option("--learning-rate", min=1e-7, help="AdamW learning rate.")] = 3e-5,
-    holdout: Annotated[float, typer.Option(min=0.0, max=0.5, help="Share held out for the before/after "
-                                                                  "recall@10 check: of the labelled queries when "
-                                                                  "there are 5 or more (--queries, --feedback), "
-                                                                  "else of the documents.")] = 0.1,
-    seed: Annotated[int, typer.Option(help="Seed for the pair sample, split and training.")] = 0,
+    holdout: HoldoutOpt = 0.1,
+    seed: SeedOpt = 0,
     queries: QueriesOpt = None,
     qrels: QrelsOpt = None,
     feedback: FeedbackOpt = False,
@@ -102,7 +107,7 @@ def tune_retriever(
     """
     from ragtune.tuning.retriever.biencoder import RECALL_K, train_biencoder
     from ragtune.tuning.retriever.pairs import holdout_unit
-    from ragtune.tuning.retriever.sources import assemble_pairs, describe_counts
+    from ragtune.tuning.retriever.sources import assemble_pairs, describe_counts, describe_sources
 
     check_sources(queries, qrels, feedback, corpus_pairs)
     proj = Project.open(project)
@@ -113,13 +118,11 @@ def tune_retriever(
                                max_pairs=max_pairs, seed=seed, progress=progress)
         for line in describe_counts(pairs.counts):
             err.print(line, markup=False, highlight=False)
-        sources = [f"{proj.settings.index_dir} ({proj.store.count()} chunks)"]
-        sources += [f"labelled {queries}" + (f" + {qrels}" if qrels else "")] if queries else []
-        sources += [f"feedback {proj.ui_store.path}"] if feedback else []
+        sources = describe_sources(proj, queries, qrels, feedback)
         result = train_biencoder(
             proj.registry, name, pairs, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
             time_budget=time_budget, threads=proj.settings.embedder.threads, seed=seed, holdout=holdout,
-            data_source=", ".join(sources), base_fingerprint=proj.embedder.fingerprint, progress=progress)
+            data_source=sources, base_fingerprint=proj.embedder.fingerprint, progress=progress)
     card, m = result.card, result.card.metrics
     stopped = " — stopped by --time-budget" if card.notes["stopped"] == "time budget" else ""
     out.print(f"[green]registered {escape(name)} v{card.version}[/green] (embedder): {m['steps']} of "

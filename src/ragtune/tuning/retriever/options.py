@@ -29,3 +29,14 @@ def check_sources(queries: Path | None, qrels: Path | None, feedback: bool, corp
     if not corpus_pairs and queries is None and not feedback:
         raise typer.BadParameter("--no-corpus-pairs leaves nothing to train on: add --queries (with --qrels) or "
                                  "--feedback", param_hint="'--no-corpus-pairs'")
+
+MaxPairsOpt = Annotated[int, typer.Option(
+    "--max-pairs", min=2, help="At most this many training pairs (a deterministic sample for --seed).")]
+TimeBudgetOpt = Annotated[float | None, typer.Option(
+    "--time-budget", min=1, help="Stop training after the step that passes this many seconds; the model is still "
+    "saved (the card says it was stopped).")]
+EpochsOpt = Annotated[float, typer.Option(min=0.01, help="Passes over the training pairs.")]
+HoldoutOpt = Annotated[float, typer.Option(
+    min=0.0, max=0.5, help="Share held out for the before/after check: of the labelled queries when there are 5 "
+    "or more (--queries, --feedback), else of the documents.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed for the pair sample, split and training.")]

@@ -112,3 +112,11 @@ def describe_counts(counts: dict[str, int]) -> list[str]:
     if labelled:
         lines.append(f"pairs: {c['pairs']} in all")
     return lines
+
+
+def describe_sources(proj: Project, queries: Path | None, qrels: Path | None, feedback: bool) -> str:
+    """Where a model's pairs came from, for its card: the index, the labelled files, the feedback store."""
+    sources = [f"{proj.settings.index_dir} ({proj.store.count()} chunks)"]
+    sources += [f"labelled {queries}" + (f" + {qrels}" if qrels else "")] if queries else []
+    sources += [f"feedback {proj.ui_store.path}"] if feedback else []
+    return ", ".join(sources)

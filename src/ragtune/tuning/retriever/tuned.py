@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ragtune.errors import ConfigError, ModelNotFoundError
+from ragtune.errors import ConfigError
 from ragtune.models.embedder import (
     REGISTRY_PREFIX,
     MiniLMEmbedder,
@@ -73,20 +73,14 @@ class TunedEmbedder(MiniLMEmbedder):
 
     def _resolve(self) -> tuple[Path, int, dict[str, Any]]:
         if self._resolved is None:
-            from ragtune.tuning.registry import Registry
+            from ragtune.tuning.registry import resolve_served
 
-            registry = Registry(self.models_dir)
-            try:
-                version = registry.resolve(self.model_name, self.requested_version)
-            except ModelNotFoundError as exc:
-                raise ModelNotFoundError(
-                    f"embedder {self.name!r}: {exc}. Train it with `ragtune tune retriever --name {self.model_name}`, "
-                    "or set embedder.model back to minilm in ragtune.yaml") from None
-            card = registry.card(self.model_name, version)
-            folder = registry.path(self.model_name, version) / "model"
-            if card.method != KIND or not (folder / ENCODER_DIR).is_dir():
-                raise ConfigError(f"{self.model_name} v{version} in the registry is a {card.method} model, not an "
-                                  f"embedder: name one trained by `ragtune tune retriever`")
+            folder, version, card = resolve_served(
+                self.models_dir, self.name, self.model_name, self.requested_version, KIND, "ragtune tune retriever",
+                "set embedder.model back to minilm in ragtune.yaml")
+            if not (folder / ENCODER_DIR).is_dir():
+                raise ConfigError(f"{folder} has no {ENCODER_DIR}/: train the embedder again with `ragtune tune "
+                                  "retriever`")
             if self.runtime == "onnx" and not (folder / ONNX_FILE).is_file():
                 if self.requested_runtime == "onnx":
                     raise ConfigError(f"{folder} has no {ONNX_FILE}: use embedder.runtime torch or auto")
