@@ -35,6 +35,17 @@ from ragtune.validation import error_message
 _SECRET_PARAM = re.compile(r"(?i)key|token|secret|passw|pwd|auth|credential|signature|^sig$")
 
 
+
+REGISTRY_SPEC = re.compile(r"registry:([A-Za-z0-9][A-Za-z0-9_.-]{0,63})(?:@([1-9][0-9]*))?")
+"""A model from the project's registry as settings name it: ``registry:NAME`` or ``registry:NAME@VERSION``."""
+
+
+def parse_registry_spec(spec: str) -> tuple[str, int | None] | None:
+    """``registry:NAME[@VERSION]`` → (name, version or None); None for anything else."""
+    m = REGISTRY_SPEC.fullmatch(spec)
+    return (m.group(1), int(m.group(2)) if m.group(2) else None) if m else None
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -52,8 +63,7 @@ class EmbedderSettings(_Section):
     @field_validator("model")
     @classmethod
     def _known_model(cls, value: str) -> str:
-        if value in ("minilm", "all-MiniLM-L6-v2") or re.fullmatch(
-                r"registry:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(@[1-9][0-9]*)?", value):
+        if value in ("minilm", "all-MiniLM-L6-v2") or parse_registry_spec(value):
             return value
         raise ValueError("must be minilm (the packaged model) or registry:NAME[@VERSION], a bi-encoder trained "
                          "with `ragtune tune retriever`")
@@ -118,7 +128,7 @@ class RerankSettings(_Section):
     @field_validator("kind")
     @classmethod
     def _kind(cls, value: str) -> str:
-        if value != "none" and not re.match(r"^registry:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(@[1-9][0-9]*)?$", value):
+        if value != "none" and not parse_registry_spec(value):
             raise ValueError(f"{value!r}: write none, registry:NAME or registry:NAME@VERSION (a reranker trained "
                              "by `ragtune tune reranker --name NAME`)")
         return value

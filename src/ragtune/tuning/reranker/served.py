@@ -9,7 +9,6 @@ was trained with (``rerank.max_length`` may shorten it, trading quality for spee
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ragtune.config import parse_registry_spec
 from ragtune.errors import ConfigError
 from ragtune.models.hf import load_tokenizer, onnx_session
 
@@ -25,16 +25,15 @@ MODEL_DIR = "crossencoder"
 ONNX_FILE = "model.onnx"
 TOKENIZER = "tokenizer.json"
 PREFIX = "registry:"
-_SPEC = re.compile(r"^registry:([A-Za-z0-9][A-Za-z0-9_.-]{0,63})(?:@([1-9][0-9]*))?$")
 
 
 def parse_reranker_spec(spec: str) -> tuple[str, int | None]:
     """``registry:NAME`` or ``registry:NAME@VERSION`` → (name, version or None)."""
-    m = _SPEC.match(spec)
-    if m is None:
+    parsed = parse_registry_spec(spec)
+    if parsed is None:
         raise ConfigError(f"rerank.kind {spec!r}: write none, registry:NAME or registry:NAME@VERSION (NAME as "
                           "trained by `ragtune tune reranker --name NAME`)")
-    return m.group(1), int(m.group(2)) if m.group(2) else None
+    return parsed
 
 
 def encode_pairs(tokenizer: Any, pairs: Sequence[tuple[str, str]]) -> dict[str, np.ndarray]:

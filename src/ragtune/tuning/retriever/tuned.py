@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ragtune.config import parse_registry_spec
 from ragtune.errors import ConfigError
 from ragtune.models.embedder import (
     REGISTRY_PREFIX,
@@ -27,16 +27,15 @@ from ragtune.models.hf import load_tokenizer
 ENCODER_DIR = "encoder"
 ONNX_FILE = "model.onnx"
 KIND = "embedder"  # ModelCard.method of a tuned bi-encoder
-_SPEC = re.compile(r"^registry:([A-Za-z0-9][A-Za-z0-9_.-]{0,63})(?:@([1-9][0-9]*))?$")
 
 
 def parse_spec(spec: str) -> tuple[str, int | None]:
     """``registry:NAME`` or ``registry:NAME@VERSION`` → (name, version or None)."""
-    m = _SPEC.match(spec)
-    if m is None:
+    parsed = parse_registry_spec(spec)
+    if parsed is None:
         raise ConfigError(f"embedder {spec!r} is not a registry model: write registry:NAME or registry:NAME@VERSION "
                           "(NAME as trained by `ragtune tune retriever --name NAME`)")
-    return m.group(1), int(m.group(2)) if m.group(2) else None
+    return parsed
 
 
 def weights_digest(folder: Path) -> str:
