@@ -74,6 +74,11 @@ def test_question_files_with_gold_documents(tmp_path: Path) -> None:
     assert qrels == {"line1": {"handbook": 1}, "b": {"security/backups.md": 1, "notes/backups": 1}}
     with pytest.raises(DataError, match=r"qs.jsonl:1: 'gold' must be a document id or path"):
         load_questions(write(tmp_path / "qs.jsonl", '{"question": "q", "gold": 3}\n'))
+    answered = write(tmp_path / "qa.jsonl", '{"question": "q", "gold": "a", "answer": " ten\\n days "}\n'
+                     '{"question": "r", "gold": "a", "answer": ["x", "y z"]}\n')
+    assert [q.answers for q in load_questions(answered)[0]] == [("ten days",), ("x", "y z")]
+    with pytest.raises(DataError, match=r"qs.jsonl:1: 'answer' must be the answer text"):
+        load_questions(write(tmp_path / "qs.jsonl", '{"question": "q", "gold": "a", "answer": ["ok", ""]}\n'))
 
 
 def test_corpus_ids_by_stem_and_by_relative_path() -> None:

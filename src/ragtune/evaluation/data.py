@@ -30,10 +30,11 @@ Qrels = dict[str, dict[str, int]]  # query id -> {corpus id or document id: grad
 
 @dataclass(frozen=True)
 class EvalQuery:
-    """One query to search: its id and text."""
+    """One query to search: its id and text, and (from a questions file) its gold answer texts, if any."""
 
     qid: str
     text: str
+    answers: tuple[str, ...] = ()
 
 
 def _lines(path: Path) -> Iterable[tuple[int, str]]:
@@ -120,7 +121,8 @@ def load_qrels(path: Path) -> Qrels:
 
 def load_questions(path: Path) -> tuple[list[EvalQuery], Qrels]:
     """Questions with gold documents: ``{"question", "gold"}`` per line (``gold``: a corpus id or a list of
-    them; ``id`` optional). Returns the queries and grade-1 qrels."""
+    them; ``id`` optional; ``answer``, optional: the answer text or a list of them, as written in the gold
+    document). Returns the queries and grade-1 qrels."""
     queries, lines, qrels = [], [], {}
     for n, line in _lines(path):
         obj = _json_object(path, n, line)
@@ -129,10 +131,22 @@ def load_questions(path: Path) -> tuple[list[EvalQuery], Qrels]:
         golds = gold if isinstance(gold, list) else [gold]
         if not golds or not all(isinstance(g, str) and g.strip() for g in golds):
             raise DataError(f"{path}:{n}: 'gold' must be a document id or path, or a list of them")
-        queries.append(EvalQuery(qid, _text_field(path, n, obj, "question")))
+        queries.append(EvalQuery(qid, _text_field(path, n, obj, "question"), _answers(path, n, obj)))
         lines.append(n)
         qrels[qid] = {str(g).strip(): 1 for g in golds}
     return _unique(path, queries, lines), qrels
+
+
+def _answers(path: Path, n: int, obj: Mapping[str, object]) -> tuple[str, ...]:
+    """The optional ``answer`` field of a questions line: a text or a list of texts, none empty."""
+    if "answer" not in obj or obj["answer"] is None:
+        return ()
+    value = obj["answer"]
+    answers = value if isinstance(value, list) else [value]
+    if not answers or not all(isinstance(a, str) and a.strip() for a in answers):
+        raise DataError(f"{path}:{n}: 'answer' must be the answer text as written in the gold document, or a "
+                        "list of them")
+    return tuple(" ".join(str(a).split()) for a in answers)
 
 
 @dataclass

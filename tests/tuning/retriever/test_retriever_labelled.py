@@ -90,6 +90,29 @@ def test_question_file_gives_the_same_pair(labelled_project: Path, tmp_path: Pat
     assert pair.chunk_id == next(p.chunk_id for p in beir.pairs if p.query == LABELLED_QUERIES["q1"])
 
 
+def test_an_answer_text_picks_the_chunk_holding_it_and_other_passages_become_negatives(
+        labelled_project: Path, tmp_path: Path) -> None:
+    proj = Project.open(labelled_project)
+    corpus = read_corpus(proj.store)
+    by_text = {c.search_text: c for c in corpus.chunks.values()}
+    # the query is about overtime (its best chunk is "Overtime claims"), but the answer is in "Salary bands"
+    lines = [{"question": LABELLED_QUERIES["q1"], "gold": "payroll", "answer": "NINE salary\nbands"},
+             {"question": LABELLED_QUERIES["q2"], "gold": "leave", "answer": ["no such words anywhere"]}]
+    questions = write(tmp_path / "answers.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
+    ps = labelled_pairs(proj.store, proj.embedder, questions, None)
+    q1 = next(p for p in ps.pairs if p.query == LABELLED_QUERIES["q1"])
+    assert "nine salary bands" in q1.positive and "Overtime claims for" not in q1.positive
+    negatives = [by_text[t] for t in (q1.negative, *q1.extra_negatives) if t is not None]
+    assert negatives and all("nine salary bands" not in n.text for n in negatives)
+    assert all(tuple(n.acl) == HR for n in negatives)  # still never the public FAQ
+    # the gold document's other passage is a negative now: it does not hold the answer
+    assert any(Path(n.source_path).name == "payroll.md" and "Overtime claims" in n.text for n in negatives)
+    # an answer no chunk holds: counted, and the gold document's best chunk is the positive
+    assert ps.counts["answer_not_found"] == 1
+    q2 = next(p for p in ps.pairs if p.query == LABELLED_QUERIES["q2"])
+    assert "twenty weeks" in q2.positive
+
+
 def test_bad_input_is_refused_clearly(labelled_project: Path, tmp_path: Path) -> None:
     proj = Project.open(labelled_project)
     queries, qrels = write_labelled_files(tmp_path)

@@ -6,15 +6,20 @@ folder). For each (query, relevant gold document):
 
 - the **positive** is the gold document's chunk that scores best for the query (dense cosine with the index's
   embedder among that document's chunks that are more than a heading, if it has any), its text as embedded
-  (``Chunk.search_text``), with that chunk's ACL;
+  (``Chunk.search_text``), with that chunk's ACL. When the question gives its ``answer`` text(s), only the gold
+  document's chunks holding an answer (case and whitespace aside) compete, so a long document's label is the
+  passage itself (a question whose answer no chunk holds falls back to the best chunk, and is counted);
 - the **hard negatives** (:mod:`.negatives`) come from the BM25 and dense top for the query, searched as the
-  principal of the positive's ACL, kept only with exactly that ACL and never from a gold document of the query.
+  principal of the positive's ACL, kept only with exactly that ACL and never from a gold document of the query —
+  or, for a question with answers, never a chunk holding an answer (other passages of the gold document are
+  then the hardest negatives there are).
 
 A gold document not in the index, or one nobody may read (an empty ACL), gives no pair and is counted.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from collections import Counter, defaultdict
@@ -95,14 +100,34 @@ class BestChunk:
         chunks = self.by_doc[doc_id]
         return [c for c in chunks if body_words(c) >= MIN_BODY_WORDS] or chunks
 
-    def __call__(self, doc_id: str, query_vector: np.ndarray) -> Chunk:
-        """The best chunk of ``doc_id`` (which must have readable chunks) for the unit ``query_vector``."""
+    def __call__(self, doc_id: str, query_vector: np.ndarray, answers: tuple[str, ...] = ()) -> Chunk | None:
+        """The best chunk of ``doc_id`` (which must have readable chunks) for the unit ``query_vector``; with
+        ``answers``, the best of the chunks holding one (None when no chunk does)."""
         chunks = self.candidates(doc_id)
-        if len(chunks) == 1:
-            return chunks[0]
+        allowed = [i for i, c in enumerate(chunks) if holds_answer(c, answers)] if answers else list(range(len(chunks)))
+        if not allowed:
+            return None
+        if len(allowed) == 1:
+            return chunks[allowed[0]]
         if doc_id not in self._vectors:
             self._vectors[doc_id] = _unit(self.embedder.embed([c.search_text for c in chunks]))
-        return chunks[int(np.argmax(self._vectors[doc_id] @ query_vector))]
+        scores = self._vectors[doc_id][allowed] @ query_vector
+        return chunks[allowed[int(np.argmax(scores))]]
+
+
+def _folded(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def rejects_answer(answers: tuple[str, ...], chunk: Chunk) -> bool:
+    """:func:`holds_answer` with the answers first, for ``functools.partial``."""
+    return holds_answer(chunk, answers)
+
+
+def holds_answer(chunk: Chunk, answers: tuple[str, ...]) -> bool:
+    """Whether ``chunk``'s text holds one of ``answers`` (case and whitespace aside)."""
+    text = _folded(chunk.text)
+    return any(_folded(a) in text for a in answers)
 
 
 def chunks_by_document(corpus: StoredCorpus) -> dict[str, list[Chunk]]:
@@ -122,7 +147,8 @@ def labelled_pairs(store: Store, embedder: Embedder, queries: Path, qrels: Path 
     ``embedder`` must be the one that filled the index. ``roots`` (the ingested folders, for corpus ids given
     as relative paths) default to the store's; ``corpus`` (:func:`read_corpus`) is read when not given. Counts:
     ``labelled_queries`` (queries with a relevant judgement), ``labelled_pairs``, ``gold_not_indexed``,
-    ``gold_unreadable``, ``qrels_queries_missing`` (qrels ids the query file lacks), ``labelled_duplicates``
+    ``gold_unreadable``, ``qrels_queries_missing`` (qrels ids the query file lacks), ``answer_not_found`` (a
+    question whose answer no chunk of its gold document holds: its best chunk is used), ``labelled_duplicates``
     (a query → chunk pair already made), and the negatives
     (``labelled_negatives_bm25``/``_dense``, ``labelled_extra_negatives``, ``labelled_without_negative``).
     Bad files, and no usable pair at all, are a :class:`DataError`."""
@@ -149,13 +175,21 @@ def labelled_pairs(store: Store, embedder: Embedder, queries: Path, qrels: Path 
     pairs: list[TrainingPair] = []
     seen: set[tuple[str, str]] = set()
     for i, (q, doc, gold) in enumerate(wanted):
-        chunk = best(doc, vectors[q.text])
+        chunk = best(doc, vectors[q.text], q.answers)
+        if chunk is None:
+            counts["answer_not_found"] += 1
+            chunk = best(doc, vectors[q.text])
+            assert chunk is not None
         if (q.text, chunk.chunk_id) in seen:  # the same query text twice, or two gold ids naming one document
             counts["labelled_duplicates"] += 1
         else:
             seen.add((q.text, chunk.chunk_id))
             pair = TrainingPair(q.text, chunk.search_text, KIND, chunk.chunk_id, chunk.doc_id, acl_key(chunk.acl))
-            found = mine_negatives(store, corpus, q.text, vectors[q.text], chunk, gold, negatives)
+            if q.answers:
+                found = mine_negatives(store, corpus, q.text, vectors[q.text], chunk, (), negatives,
+                                       reject=functools.partial(rejects_answer, q.answers))
+            else:
+                found = mine_negatives(store, corpus, q.text, vectors[q.text], chunk, gold, negatives)
             pairs.append(with_negatives(pair, found, counts, KIND))
         if progress is not None and (i % 25 == 0 or i == len(wanted) - 1):
             progress("labelled pairs", i + 1, len(wanted), {})

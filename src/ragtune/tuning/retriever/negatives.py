@@ -3,15 +3,16 @@
 For one query and its positive chunk: the BM25 top and the dense top for the query, searched as the principal of
 the positive's ACL (``acl_principal``) and interleaved (BM25 first, then dense, then the second of each, ...).
 A candidate is kept only when its ACL is **exactly** the positive's, it belongs to none of the query's gold
-documents, its text is not the positive's (nor a negative already taken), and it is more than a heading (at
-least ``MIN_BODY_WORDS`` words outside heading lines). The pair's ``negative`` is the
-first; ``extra_negatives`` hold the rest (a cross-encoder reranker trains on all of them).
+documents (or, for a question with answer texts, holds none of them), its text is not the positive's (nor a
+negative already taken), and it is more than a heading (at least ``MIN_BODY_WORDS`` words outside heading lines).
+The pair's ``negative`` is the first; ``extra_negatives`` hold the rest (a cross-encoder reranker trains on all of
+them).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import replace
 
 import numpy as np
@@ -33,9 +34,11 @@ def body_words(chunk: Chunk) -> int:
 
 
 def mine_negatives(store: Store, corpus: StoredCorpus, query: str, vector: np.ndarray, positive: Chunk,
-                   gold_docs: Collection[str], n: int) -> list[tuple[Chunk, str]]:
+                   gold_docs: Collection[str], n: int,
+                   reject: Callable[[Chunk], bool] | None = None) -> list[tuple[Chunk, str]]:
     """Up to ``n`` hard negatives ``(chunk, source)`` for ``query`` → ``positive`` (``source``: bm25 or dense),
-    best first; ``vector`` is the query embedded by the index's embedder. None when ``n`` is 0."""
+    best first; ``vector`` is the query embedded by the index's embedder. None when ``n`` is 0. ``reject``
+    leaves out further chunks (those holding the question's answer)."""
     key = acl_key(positive.acl)
     principal = acl_principal(key)
     if n <= 0 or principal is None:
@@ -50,7 +53,7 @@ def mine_negatives(store: Store, corpus: StoredCorpus, query: str, vector: np.nd
     for cid, source in ranked:
         c = corpus.chunks.get(cid)
         if c is None or acl_key(c.acl) != key or c.doc_id in gold_docs or c.content_hash in seen \
-                or c.search_text in seen or body_words(c) < MIN_BODY_WORDS:
+                or c.search_text in seen or body_words(c) < MIN_BODY_WORDS or (reject is not None and reject(c)):
             continue
         seen.update((c.content_hash, c.search_text))
         out.append((c, source))

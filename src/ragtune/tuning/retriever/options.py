@@ -10,7 +10,8 @@ import typer
 QueriesOpt = Annotated[Path | None, typer.Option(
     "--queries", help="Labelled queries to train on: BEIR queries.jsonl ({\"_id\", \"text\"} per line) with "
     "--qrels, or alone a JSONL of {\"question\", \"gold\"} (gold: a document's file stem or path relative to its "
-    "ingested folder, or a list); the formats of `ragtune eval retrieval`.")]
+    "ingested folder, or a list; optional \"answer\": the answer text, so the chunk holding it is the positive); "
+    "the formats of `ragtune eval retrieval`.")]
 QrelsOpt = Annotated[Path | None, typer.Option(
     "--qrels", help="BEIR qrels TSV for --queries: query-id, corpus-id, score (score > 0 = relevant).")]
 FeedbackOpt = Annotated[bool, typer.Option(
