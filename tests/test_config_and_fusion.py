@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ragtune.config import find_project, init_project, load_settings
+from ragtune.config import find_project, init_project, load_settings, reader_spec
 from ragtune.errors import ConfigError
 from ragtune.retrieval.fusion import reciprocal_rank_fusion
 
@@ -40,12 +40,23 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
         ("- a list", "must be a mapping"),
         ("retrieval:\n  top_k: 0\n", "retrieval.top_k"),
         ("retrieval:\n  topk: 3\n", "retrieval.topk"),
+        ("answer:\n  kind: reader\n", "answer.kind reader needs answer.reader"),
+        ("answer:\n  kind: reader\n  reader: 'bad name!'\n", "ragtune tune reader"),
+        ("answer:\n  kind: span\n", "answer.kind"),
     ],
 )
 def test_bad_config_names_the_problem(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "ragtune.yaml").write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_settings(tmp_path)
+
+
+def test_a_span_reader_is_named_with_or_without_a_version(tmp_path: Path) -> None:
+    for name, spec in (("policy-reader", "registry:policy-reader"), ("policy-reader@2", "registry:policy-reader@2"),
+                       ("registry:r@1", "registry:r@1")):
+        (tmp_path / "ragtune.yaml").write_text(f"answer:\n  kind: reader\n  reader: {name}\n")
+        s = load_settings(tmp_path)
+        assert s.answer.kind == "reader" and reader_spec(s.answer.reader) == spec
 
 
 def test_missing_project_says_what_to_do(tmp_path: Path) -> None:

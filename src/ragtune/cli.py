@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ragtune.advisor.cli import advise_guide
+from ragtune.answer.reader import span_json
 from ragtune.audit.cli import audit_app
 from ragtune.audit.trail import audit_trail
 from ragtune.cli_common import (
@@ -39,12 +40,14 @@ from ragtune.config import GeneratorSettings, init_project, load_settings
 from ragtune.core import Answer, Hit, Principal
 from ragtune.errors import ConfigError, RagtuneError
 from ragtune.evaluation.cli import eval_app
+from ragtune.extract.cli import extract
 from ragtune.index_cli import check, roots_app, sources
 from ragtune.ingest.acl import parse_acl_option
 from ragtune.project import Project
 from ragtune.server.cli import serve
 from ragtune.service.keys_cli import keys_app
 from ragtune.tuning.cli import classify, models_app, train
+from ragtune.tuning.reader.cli import tune_reader
 from ragtune.tuning.reranker.cli import tune_reranker
 from ragtune.tuning.retriever.cli import reindex, tune_app
 from ragtune.verify.cli import verify_app
@@ -161,6 +164,7 @@ def _answer_dict(a: Answer, principal: Principal) -> dict[str, Any]:
              "char_end": c.chunk.char_end, "snippet": c.snippet}
             for c in a.citations
         ],
+        "span": span_json(a),
         "latency_ms": {k: round(v, 2) for k, v in a.latency_ms.items()},
     }
 
@@ -234,7 +238,11 @@ def ask(
     if json_out:
         out.print_json(json.dumps(_answer_dict(answer, principal)))
         return
-    out.print(answer.text, style="bold", markup=False, highlight=False)
+    if answer.span is not None:
+        out.print(f"Answer: {answer.span.text}", style="bold", markup=False, highlight=False)
+        out.print(answer.text, markup=False, highlight=False)
+    else:
+        out.print(answer.text, style="bold", markup=False, highlight=False)
     out.print()
     for flag in answer.flags:
         err.print(f"[yellow]warning:[/yellow] {escape(flag)}")
@@ -301,6 +309,7 @@ app.command()(train)
 app.command()(classify)
 app.add_typer(models_app, name="models")
 tune_app.command("reranker")(tune_reranker)
+tune_app.command("reader")(tune_reader)
 app.add_typer(tune_app, name="tune")
 app.command("reindex")(reindex)
 
@@ -365,6 +374,7 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.command("serve")(serve)
+app.command("extract")(extract)
 
 
 def main() -> None:

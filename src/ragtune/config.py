@@ -46,6 +46,11 @@ def parse_registry_spec(spec: str) -> tuple[str, int | None] | None:
     return (m.group(1), int(m.group(2)) if m.group(2) else None) if m else None
 
 
+def reader_spec(name: str) -> str:
+    """``answer.reader`` (``NAME``, ``NAME@VERSION`` or ``registry:NAME[@VERSION]``) as a registry spec."""
+    return "registry:" + name.strip().removeprefix("registry:")
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -135,13 +140,26 @@ class RerankSettings(_Section):
 
 
 class AnswerSettings(_Section):
-    """The extractive answerer and its abstention threshold."""
+    """Who answers without a generator and when to abstain: ``extractive`` quotes the best supporting sentences;
+    ``reader`` gives the exact span a span reader (``ragtune tune reader``, named by ``reader``: NAME or
+    NAME@VERSION) finds, inside its sentence, abstaining below its calibrated threshold (or ``reader_min_score``).
+    ``reader`` takes precedence over a configured generator."""
 
+    kind: Literal["extractive", "reader"] = "extractive"
+    reader: str = ""
+    reader_min_score: float | None = None  # None: the reader's threshold, calibrated on held-out questions
     min_relevance: float = Field(0.35, ge=-1, le=1)
     max_sentences: int = Field(3, ge=1, le=20)
     context_chunks: int = Field(4, ge=1, le=50)
     min_sentence_score: float = Field(0.40, ge=-1, le=2)
     support_margin: float = Field(0.05, ge=0, le=2)
+
+    @model_validator(mode="after")
+    def _reader_named(self) -> AnswerSettings:
+        if self.kind == "reader" and parse_registry_spec(reader_spec(self.reader)) is None:
+            raise ValueError(f"answer.kind reader needs answer.reader: NAME or NAME@VERSION (got {self.reader!r}), "
+                             "a span reader trained by `ragtune tune reader DATA --name NAME`")
+        return self
 
 
 class GeneratorSettings(_Section):

@@ -50,6 +50,9 @@ rerank:
   skip_when_agree: true  # no reranking when BM25 and dense search put the same chunk first
 
 answer:
+  kind: extractive     # extractive: quote supporting sentences; reader: the exact span a `tune reader` model finds
+  # reader: policy-reader@1  # the span reader (kind: reader), NAME or NAME@VERSION from `ragtune tune reader`
+  # reader_min_score: 0.0    # abstain below this span score; default: the reader's calibrated threshold
   min_relevance: 0.35  # abstain when no accessible chunk is at least this similar (cosine) to the question
   max_sentences: 3     # at most this many sentences in an extractive answer
   min_sentence_score: 0.40  # abstain when no accessible sentence scores this high (cosine + term overlap)

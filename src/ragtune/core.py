@@ -182,8 +182,22 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class AnswerSpan:
+    """The exact answer a span reader found: its text, the citation it lies in, its character offsets within
+    that chunk's text (``start`` inclusive, ``end`` exclusive) and the reader's score (span minus no-answer
+    logits, compared with the model's calibrated threshold)."""
+
+    text: str
+    citation: int
+    start: int
+    end: int
+    score: float
+
+
+@dataclass(frozen=True)
 class Answer:
-    """An answer with its numbered citations, or an abstention, and how long each stage took (ms)."""
+    """An answer with its numbered citations, or an abstention, and how long each stage took (ms); ``span``: the
+    exact answer inside the cited sentence, when a span reader wrote it (``answer.kind: reader``)."""
 
     question: str
     text: str
@@ -192,3 +206,4 @@ class Answer:
     latency_ms: dict[str, float]
     hits: tuple[Hit, ...] = ()
     flags: tuple[str, ...] = ()  # problems found while verifying it, e.g. a dropped citation
+    span: AnswerSpan | None = None

@@ -155,8 +155,17 @@ class Project:
 
     @cached_property
     def answerer(self) -> Answerer:
-        """The extractive answerer, or a generative one when ``generator.kind`` names a model."""
+        """The span reader's answerer when ``answer.kind`` is ``reader``; else the extractive answerer, or a
+        generative one when ``generator.kind`` names a model."""
         a, g = self.settings.answer, self.settings.generator
+        if a.kind == "reader":
+            from ragtune.answer.reader import ReaderAnswerer
+            from ragtune.config import reader_spec
+            from ragtune.tuning.reader.served import SpanReader
+
+            reader = SpanReader(self.settings.models_dir, reader_spec(a.reader), threads=self.settings.embedder.threads)
+            return ReaderAnswerer(reader, self.embedder, min_relevance=a.min_relevance,
+                                  context_chunks=a.context_chunks, min_score=a.reader_min_score)
         if self.generator is not None:
             return GenerativeAnswerer(self.generator, self.embedder, min_relevance=a.min_relevance,
                                       context_chunks=a.context_chunks, max_tokens=g.max_tokens)
@@ -205,7 +214,9 @@ class Project:
         ready, so the first request pays no start-up."""
         self._require_corpus()
         self.embedder.warm_up()
-        if self.generator is not None:
+        if self.settings.answer.kind == "reader":
+            cast(Any, self.answerer).warm_up()
+        elif self.generator is not None:
             self.generator.warm_up()
 
     @cached_property
@@ -409,10 +420,12 @@ class Project:
         if lookup is not None and lookup.hit:
             return lookup.served(load, on_token)
         answerer = self.answerer
-        if self.generator is not None:
-            t_load = time.perf_counter()
+        t_load = time.perf_counter()
+        if self.settings.answer.kind == "reader":
+            cast(Any, answerer).warm_up()  # loading the span reader is start-up, not answer latency
+        elif self.generator is not None:
             self.generator.warm_up()  # loading a local model is start-up, not answer latency
-            load["model_load"] += (time.perf_counter() - t_load) * 1000
+        load["model_load"] += (time.perf_counter() - t_load) * 1000
         t0 = time.perf_counter()
         retrieval = self.retriever.retrieve(question, principal)
         answer = answerer.answer(question, retrieval, principal, on_token=on_token)

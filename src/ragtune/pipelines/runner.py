@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.answer.base import ABSTAIN_TEXT
+from ragtune.answer.reader import span_json
 from ragtune.core import Answer, Principal
 from ragtune.errors import ConfigError
 from ragtune.observability.metrics import record_stages, record_verification
@@ -61,7 +62,7 @@ class PipelineResult:
             a = self.answer
             answer = {"text": a.text, "abstained": a.abstained, "flags": list(a.flags), "citations": [
                 {"number": c.number, "path": c.chunk.source_path, "section": c.chunk.section, "page": c.chunk.page,
-                 "chunk_id": c.chunk.chunk_id, "snippet": c.snippet} for c in a.citations]}
+                 "chunk_id": c.chunk.chunk_id, "snippet": c.snippet} for c in a.citations], "span": span_json(a)}
         return {
             "pipeline": self.pipeline, "input": self.input, "user": self.user, "answer": answer,
             "labels": {k: asdict(v) for k, v in self.labels.items()}, "route": self.route,

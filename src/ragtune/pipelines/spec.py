@@ -80,7 +80,8 @@ class RetrieveStep(StepBase):
 
 
 class AnswerStep(StepBase):
-    """Answer from the retrieved hits: extractive by default, or the project's generator."""
+    """Answer from the retrieved hits: extractive by default, or the project's answerer (its generator, or its
+    span reader with ``answer.kind: reader``)."""
 
     generator: Literal["project", "extractive"] = "extractive"
 

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ragtune.answer.reader import span_json
 from ragtune.core import Answer, Citation, Hit
 
 MAX_QUESTION_CHARS = 2000
@@ -79,8 +80,22 @@ class CitationOut(ChunkRef):
     snippet: str
 
 
+class SpanOut(BaseModel):
+    """The exact answer a span reader found (``answer.kind: reader``): its text, the citation it lies in, its
+    offsets within that chunk's text and within the document's text, and its score."""
+
+    text: str
+    citation: int
+    chunk_start: int
+    chunk_end: int
+    char_start: int
+    char_end: int
+    score: float
+
+
 class AnswerOut(BaseModel):
-    """An answer with its numbered citations, or an abstention, and the latency of each stage (ms)."""
+    """An answer with its numbered citations, or an abstention, and the latency of each stage (ms); ``span``:
+    the exact answer inside the cited sentence, when a span reader wrote it."""
 
     question: str
     answer: str
@@ -88,6 +103,7 @@ class AnswerOut(BaseModel):
     citations: list[CitationOut]
     flags: list[str]
     latency_ms: dict[str, float]
+    span: SpanOut | None = None
 
     @classmethod
     def from_answer(cls, a: Answer) -> AnswerOut:
@@ -95,7 +111,8 @@ class AnswerOut(BaseModel):
         return cls(question=a.question, answer=a.text, abstained=a.abstained, flags=list(a.flags),
                    citations=[CitationOut(**_ref(c), number=c.number, snippet=c.snippet)
                               for c in a.citations],
-                   latency_ms={k: round(v, 2) for k, v in a.latency_ms.items()})
+                   latency_ms={k: round(v, 2) for k, v in a.latency_ms.items()},
+                   span=SpanOut(**sp) if (sp := span_json(a)) is not None else None)
 
 
 class SearchOut(BaseModel):
