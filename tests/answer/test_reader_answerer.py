@@ -17,7 +17,7 @@ from ragtune.answer.reader import ReaderAnswerer, sentence_around
 from ragtune.cli import app
 from ragtune.config import init_project, load_settings
 from ragtune.core import Principal
-from ragtune.errors import ConfigError
+from ragtune.errors import ModelNotFoundError
 from ragtune.project import Project
 from ragtune.tuning.reader.train import train_reader
 
@@ -109,7 +109,7 @@ def test_ask_json_and_the_pipeline_give_the_span_offsets(project: Path) -> None:
 
 
 def test_an_unknown_reader_is_a_clear_error(project: Path) -> None:
-    with pytest.raises(ConfigError, match="tune reader"):
+    with pytest.raises(ModelNotFoundError, match="tune reader DATA --name nosuch"):
         open_project(project, reader="nosuch").ask(QUESTION, ALICE)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from reader_synth import SEED, Trained, questions
 
-from ragtune.errors import ConfigError
+from ragtune.errors import ConfigError, ModelNotFoundError
 from ragtune.models.embedder import minilm_model_dir
 from ragtune.tuning.reader.served import MODEL_DIR, ONNX_FILE, TOKENIZER, SpanReader, WindowEncoder, onnx_sha256
 from ragtune.tuning.reader.train import load_reader_model, read_with_torch
@@ -106,9 +106,9 @@ def test_fingerprint_threshold_and_settings(trained_reader: Trained, tmp_path: P
     d = reader.to_dict()
     assert d["spec"] == "registry:rd@1" and d["name"] == "rd" and d["version"] == 1 and d["max_answer_tokens"] == 30
     json.dumps(d)
-    with pytest.raises(ConfigError, match="ragtune tune reader DATA --name nosuch"):
+    with pytest.raises(ModelNotFoundError, match="ragtune tune reader DATA --name nosuch"):
         SpanReader(trained_reader.models, "nosuch").warm_up()
-    with pytest.raises(ConfigError, match="has no version 7"):
+    with pytest.raises(ModelNotFoundError, match="has no version 7"):
         SpanReader(trained_reader.models, "rd@7").warm_up()
     with pytest.raises(ConfigError, match="NAME or NAME@VERSION"):
         SpanReader(trained_reader.models, "two words")

@@ -15,7 +15,6 @@ tokenise and decode alike.
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +23,13 @@ from typing import Any
 import numpy as np
 
 from ragtune.config import parse_registry_spec, reader_spec
-from ragtune.errors import ConfigError, ModelNotFoundError
+from ragtune.errors import ConfigError
 from ragtune.models.hf import load_tokenizer, onnx_session
+from ragtune.tuning.served import ONNX_FILE, PREFIX, ServedRegistryModel
 
 KIND = "reader"  # ModelCard.method of a trained span reader
 MODEL_DIR = "reader"
-ONNX_FILE = "model.onnx"
 TOKENIZER = "tokenizer.json"
-PREFIX = "registry:"
 N_BEST = 20  # start and end candidates per window (SQuAD's n-best)
 MAX_QUESTION_TOKENS = 64
 ONNX_BATCH = 64  # windows per onnxruntime call
@@ -159,7 +157,7 @@ def onnx_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-class SpanReader:
+class SpanReader(ServedRegistryModel):
     """A span reader from the project's registry (trained by ``ragtune tune reader``), resolved and loaded on
     first use. ``spec``: ``NAME``, ``NAME@VERSION`` or ``registry:NAME[@VERSION]``; ``max_length`` may shorten
     the trained window; ``max_answer_tokens`` bounds a span's length.
@@ -168,46 +166,21 @@ class SpanReader:
     key, so a new version never serves answers read by the old one.
     """
 
+    KIND = KIND
+    TRAIN_COMMAND = "ragtune tune reader DATA"
+    UNSET_HINT = "set answer.kind back to extractive in ragtune.yaml"
+
     def __init__(self, models_dir: Path, spec: str, *, threads: int = 2, max_length: int | None = None,
                  max_answer_tokens: int = 30) -> None:
         parsed = parse_registry_spec(reader_spec(spec))
         if parsed is None:
             raise ConfigError(f"answer.reader {spec!r}: write NAME or NAME@VERSION (NAME as trained by `ragtune tune "
                               "reader DATA --name NAME`)")
-        self.models_dir = Path(models_dir)
-        self.name, self.requested_version = parsed
-        self.threads, self.requested_max_length, self.max_answer_tokens = threads, max_length, max_answer_tokens
-        self._resolved: tuple[Path, int, dict[str, Any], dict[str, Any]] | None = None
+        super().__init__(models_dir, *parsed, threads=threads, max_length=max_length)
+        self.name = self.model_name
+        self.max_answer_tokens = max_answer_tokens
         self._threshold: float | None = None
-        self._session: Any = None
         self._encoder: WindowEncoder | None = None
-        self._lock = threading.Lock()
-
-    def _resolve(self) -> tuple[Path, int, dict[str, Any], dict[str, Any]]:
-        if self._resolved is None:
-            from ragtune.tuning.registry import resolve_served
-
-            try:
-                folder, version, card = resolve_served(
-                    self.models_dir, f"{PREFIX}{self.name}", self.name, self.requested_version, KIND,
-                    "ragtune tune reader DATA", "set answer.kind back to extractive in ragtune.yaml")
-            except ModelNotFoundError as exc:
-                raise ConfigError(str(exc)) from None
-            if not (folder / ONNX_FILE).is_file():
-                raise ConfigError(f"{folder} has no {ONNX_FILE}: train the reader again with `ragtune tune reader "
-                                  f"DATA --name {self.name}`")
-            self._resolved = (folder, version, card.notes, card.params)
-        return self._resolved
-
-    @property
-    def version(self) -> int:
-        """The registry version the name resolved to (the requested, else promoted, else latest one)."""
-        return self._resolve()[1]
-
-    @property
-    def spec(self) -> str:
-        """``registry:NAME@VERSION``: the setting that keeps serving exactly this version."""
-        return f"{PREFIX}{self.name}@{self.version}"
 
     @property
     def threshold(self) -> float:
@@ -220,13 +193,6 @@ class SpanReader:
     @threshold.setter
     def threshold(self, value: float) -> None:
         self._threshold = float(value)
-
-    @property
-    def max_length(self) -> int:
-        """Tokens per window: the ``max_length`` given if set and shorter, else the trained length."""
-        trained = int(self._resolve()[3].get("max_length", 256))
-        asked = self.requested_max_length
-        return min(trained, asked) if asked else trained
 
     @property
     def fingerprint(self) -> str:

@@ -9,7 +9,6 @@ was trained with (``rerank.max_length`` may shorten it, trading quality for spee
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,11 @@ import numpy as np
 from ragtune.config import parse_registry_spec
 from ragtune.errors import ConfigError
 from ragtune.models.hf import load_tokenizer, onnx_session
+from ragtune.tuning.served import ONNX_FILE, PREFIX, ServedRegistryModel
 
 KIND = "reranker"  # ModelCard.method of a trained cross-encoder
 MODEL_DIR = "crossencoder"
-ONNX_FILE = "model.onnx"
 TOKENIZER = "tokenizer.json"
-PREFIX = "registry:"
 
 
 def parse_reranker_spec(spec: str) -> tuple[str, int | None]:
@@ -50,7 +48,7 @@ def encode_pairs(tokenizer: Any, pairs: Sequence[tuple[str, str]]) -> dict[str, 
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
 
 
-class CrossEncoderReranker:
+class CrossEncoderReranker(ServedRegistryModel):
     """A cross-encoder from the project's registry (trained by ``ragtune tune reranker``), resolved and loaded on
     first use; implements :class:`ragtune.retrieval.rerank.Reranker`.
 
@@ -58,48 +56,16 @@ class CrossEncoderReranker:
     answer cache's key, so a new version never serves answers ranked by the old one.
     """
 
+    KIND = KIND
+    TRAIN_COMMAND = "ragtune tune reranker"
+    UNSET_HINT = "set rerank.kind to none in ragtune.yaml"
+
     def __init__(self, models_dir: Path, spec: str, *, threads: int = 2, max_length: int | None = None,
                  batch_size: int = 32) -> None:
-        self.models_dir = Path(models_dir)
-        self.model_name, self.requested_version = parse_reranker_spec(spec)
+        super().__init__(models_dir, *parse_reranker_spec(spec), threads=threads, max_length=max_length)
         self.name = spec
-        self.threads = threads
-        self.requested_max_length = max_length
         self.batch_size = batch_size
-        self._resolved: tuple[Path, int, dict[str, Any], dict[str, Any]] | None = None
-        self._session: Any = None
         self._tokenizer: Any = None
-        self._lock = threading.Lock()
-
-    def _resolve(self) -> tuple[Path, int, dict[str, Any], dict[str, Any]]:
-        if self._resolved is None:
-            from ragtune.tuning.registry import resolve_served
-
-            folder, version, card = resolve_served(
-                self.models_dir, self.name, self.model_name, self.requested_version, KIND, "ragtune tune reranker",
-                "set rerank.kind to none in ragtune.yaml")
-            if not (folder / ONNX_FILE).is_file():
-                raise ConfigError(f"{folder} has no {ONNX_FILE}: train the reranker again with `ragtune tune "
-                                  "reranker`")
-            self._resolved = (folder, version, card.notes, card.params)
-        return self._resolved
-
-    @property
-    def version(self) -> int:
-        """The registry version the name resolved to (the requested, else promoted, else latest one)."""
-        return self._resolve()[1]
-
-    @property
-    def spec(self) -> str:
-        """``registry:NAME@VERSION``: the setting that keeps serving exactly this version."""
-        return f"{PREFIX}{self.model_name}@{self.version}"
-
-    @property
-    def max_length(self) -> int:
-        """Tokens per (query, passage) pair: ``rerank.max_length`` if set and shorter, else the trained length."""
-        trained = int(self._resolve()[3].get("max_length", 256))
-        asked = self.requested_max_length
-        return min(trained, asked) if asked else trained
 
     @property
     def fingerprint(self) -> str:
