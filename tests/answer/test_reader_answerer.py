@@ -108,6 +108,25 @@ def test_ask_json_and_the_pipeline_give_the_span_offsets(project: Path) -> None:
     assert out["answer"]["span"]["text"] == "45 days"
 
 
+def test_the_web_ui_marks_the_span_and_escapes_it(project: Path) -> None:
+    from dataclasses import replace
+
+    from ragtune.server.ui.chat import answer_view
+    from ragtune.server.ui.render import render
+
+    proj = Project.open(project)
+    answer = proj.ask(QUESTION, ALICE)
+    html = render("answer.html", None, a=answer_view(proj, answer), item_id=None)
+    assert "Answer: <mark>45 days</mark>" in html
+    assert answer.span is not None
+    hostile = replace(answer, span=replace(answer.span, text="<script>x</script>"))
+    html = render("answer.html", None, a=answer_view(proj, hostile), item_id=None)
+    assert "<script>x" not in html and "&lt;script&gt;x" in html
+    plain = answer_view(proj, answer)
+    del plain["span"]  # a history item stored before spans existed still renders
+    assert "answer-span" not in render("answer.html", None, a=plain, item_id=None)
+
+
 def test_an_unknown_reader_is_a_clear_error(project: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="tune reader DATA --name nosuch"):
         open_project(project, reader="nosuch").ask(QUESTION, ALICE)
