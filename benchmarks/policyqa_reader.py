@@ -44,13 +44,13 @@ os.environ.setdefault("LANCE_LOG", "error")
 from _common import cache_dir, command_line, data_dir, emit, machine, median, percentile, write_row  # noqa: E402
 from build_demo_corpus import load_policies  # noqa: E402
 from compliance_copilot import build_project, group_of, token_f1  # noqa: E402
+
+from ragtune.core import Principal  # noqa: E402
+from ragtune.project import Project  # noqa: E402
 from ragtune.tuning.reader.cli import tune_reader  # noqa: E402
 from ragtune.tuning.reader.data import load_reader_examples  # noqa: E402
 from ragtune.tuning.reader.served import SpanReader  # noqa: E402
 from ragtune.tuning.reader.train import train_reader  # noqa: E402
-
-from ragtune.core import Principal  # noqa: E402
-from ragtune.project import Project  # noqa: E402
 from ragtune.tuning.registry import Registry  # noqa: E402
 
 SECTION = "Span reader trained on other policies (PolicyQA dev)"
@@ -121,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--max-length", type=int, default=defaults["max_length"])
     ap.add_argument("--negative-every", type=int, default=3, help="one no-answer example per N questions")
     ap.add_argument("--folds", type=int, default=FOLDS, help="run only the first N of the five folds")
+    ap.add_argument("--reuse", action="store_true",
+                    help="score a fold's newest trained model when one exists instead of training it again")
     ap.add_argument("--quick", action="store_true", help="check the script: 1 fold, 10 steps, 40 questions")
     ap.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
     args = ap.parse_args(argv)
@@ -139,14 +141,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             examples = load_reader_examples(training_file(Path(tmp) / "train.jsonl", train_arts,
                                                           args.negative_every, defaults["seed"]))
+        name = f"policyqa-reader-fold{i}"
         t0 = time.perf_counter()
-        trained = train_reader(registry, f"policyqa-reader-fold{i}", examples, layers=args.layers,
-                               max_length=args.max_length, epochs=0.01 if args.quick else args.epochs,
-                               batch_size=defaults["batch_size"], learning_rate=defaults["learning_rate"],
-                               threads=threads, seed=defaults["seed"], holdout=defaults["holdout"],
-                               data_source=f"PolicyQA dev, {len(train_arts)} policies", progress=progress)
-        train_s = time.perf_counter() - t0
-        spec = f"policyqa-reader-fold{i}@{trained.card.version}"
+        if args.reuse and registry.versions(name):
+            card = registry.card(name)
+        else:
+            card = train_reader(registry, name, examples, layers=args.layers, max_length=args.max_length,
+                                epochs=0.01 if args.quick else args.epochs, batch_size=defaults["batch_size"],
+                                learning_rate=defaults["learning_rate"], threads=threads, seed=defaults["seed"],
+                                holdout=defaults["holdout"], data_source=f"PolicyQA dev, {len(train_arts)} policies",
+                                progress=progress).card
+        train_s = card.metrics.get("train_seconds", time.perf_counter() - t0)
+        spec = f"{name}@{card.version}"
         reader = SpanReader(registry.root, spec, threads=threads)
         reader.warm_up()
         fold_alone: list[float] = []
@@ -173,14 +179,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             e2e_ans.append(not answer.abstained)
             fold_e2e.append(max(token_f1(re.sub(r"\[\d+\]", "", text), g) for g in q.answers))
         e2e_f1 += fold_e2e
-        m = trained.card.metrics
+        m = card.metrics
         row = {"fold": i, "test_policies": [arts[j]["title"].strip() for j in sorted(test_idx)],
                "train_examples": len(examples), "train_s": round(train_s, 1), "steps": m.get("steps"),
                "threshold": round(reader.threshold, 3), "alone_f1": round(100 * sum(fold_alone) / len(fold_alone), 2),
                "e2e_f1": round(100 * sum(fold_e2e) / len(fold_e2e), 2), "load_avg": round(os.getloadavg()[0], 2)}
         emit("policyqa_reader.fold", **row)
         rows.append(row)
-    result = {
+        result = summary(rows, alone_f1, alone_em, alone_ans, alone_ans_f1, e2e_f1, e2e_ans, latency, args)
+        if not (args.quick or args.no_docs):
+            record(result, rows)  # after every fold, so a stopped run keeps what it measured
+    emit("policyqa_reader", **result)
+    return 0
+
+
+def summary(rows: list[dict[str, Any]], alone_f1: list[float], alone_em: list[float], alone_ans: list[bool],
+            alone_ans_f1: list[float], e2e_f1: list[float], e2e_ans: list[bool], latency: list[float],
+            args: argparse.Namespace) -> dict[str, Any]:
+    """The figures over every fold scored so far."""
+    return {
         "questions_alone": len(alone_f1), "alone_f1": round(100 * sum(alone_f1) / len(alone_f1), 2),
         "alone_em": round(100 * sum(alone_em) / len(alone_em), 2),
         "alone_answered": round(sum(alone_ans) / len(alone_ans), 4),
@@ -192,10 +209,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "epochs": args.epochs, "layers": args.layers, "max_length": args.max_length, "folds": len(rows),
     }
-    emit("policyqa_reader", **result)
-    if not (args.quick or args.no_docs):
-        record(result, rows)
-    return 0
 
 
 def record(r: dict[str, Any], rows: list[dict[str, Any]]) -> None:
