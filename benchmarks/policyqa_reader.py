@@ -221,13 +221,13 @@ def record(r: dict[str, Any], rows: list[dict[str, Any]]) -> None:
              f"{r['peak_rss_mb']} MB; training median {r['train_s_median']:.0f} s per fold. Machine: {machine()}.")
     header = ["measure", "value", "anchor"]
     measures = [
-        (f"reader alone on the gold paragraph, token-F1 / EM ({r['questions_alone']} questions)",
-         f"{r['alone_f1']:.1f} / {r['alone_em']:.1f}",
+        ("reader alone on the gold paragraph, token-F1 / EM",
+         f"{r['alone_f1']:.1f} / {r['alone_em']:.1f} ({r['questions_alone']} questions)",
          f"published BERT-base reader dev F1 59.2; goal ≥ {GOAL_ALONE:g}"),
         ("reader alone at the calibrated threshold: answered share, F1 on answered",
          f"{100 * r['alone_answered']:.1f} %, {r['alone_answered_f1']:.1f}", "–"),
-        (f"end to end, copilot setting (user reads only the question's policy), span token-F1 "
-         f"({r['questions_e2e']} questions)", f"{r['e2e_f1']:.1f}",
+        ("end to end, copilot setting (user reads only the question's policy), span token-F1",
+         f"{r['e2e_f1']:.1f} ({r['questions_e2e']} questions)",
          f"sentence-quoting answer 14.1 (section above); goal ≥ {GOAL_E2E:g}"),
         ("end to end, answered share", f"{100 * r['e2e_answered']:.1f} %", "–"),
         ("`ask` latency p50 / p95 with the reader", f"{r['ask_p50_ms']:.0f} / {r['ask_p95_ms']:.0f} ms", "–"),
