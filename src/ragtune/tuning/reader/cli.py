@@ -6,7 +6,6 @@ the command.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated
 
@@ -16,11 +15,14 @@ from rich.markup import escape
 from ragtune.cli_common import ProjectOpt, err, out
 from ragtune.errors import DataError
 from ragtune.project import Project
-from ragtune.tuning.retriever.options import EpochsOpt, HoldoutOpt, SeedOpt, TimeBudgetOpt
-
-
-def _fmt(value: float) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
+from ragtune.tuning.retriever.options import (
+    EpochsOpt,
+    HoldoutOpt,
+    SeedOpt,
+    TimeBudgetOpt,
+    fmt_metric,
+    stopped_note,
+)
 
 
 def tune_reader(
@@ -81,15 +83,15 @@ def tune_reader(
             data_source=str(data) + (f" (validation {validation})" if validation is not None else ""),
             progress=_progress(bar))
     card, m = result.card, result.card.metrics
-    stopped = " — stopped by --time-budget" if card.notes["stopped"] == "time budget" else ""
+    stopped = stopped_note(card.notes)
     out.print(f"[green]registered {escape(name)} v{card.version}[/green] (reader, {layers} layers): "
               f"{m['steps']} of {m['planned_steps']} steps on {m['train_examples']} examples "
               f"({m['train_windows']} windows) in {m['train_seconds']} s{stopped}")
     if m["heldout_examples"]:
         held_what = "the validation file" if validation is not None else "groups never trained on"
-        out.print(f"held-out ({m['heldout_examples']} examples from {held_what}): EM {_fmt(m['heldout_em'])}, "
-                  f"F1 {_fmt(m['heldout_f1'])}; threshold {card.params['threshold']:.3f}: answered share "
-                  f"{_fmt(m['heldout_answered_share'])}, F1 on answered {_fmt(m['heldout_f1_answered'])}")
+        out.print(f"held-out ({m['heldout_examples']} examples from {held_what}): EM {fmt_metric(m['heldout_em'])}, "
+                  f"F1 {fmt_metric(m['heldout_f1'])}; threshold {card.params['threshold']:.3f}: answered share "
+                  f"{fmt_metric(m['heldout_answered_share'])}, F1 on answered {fmt_metric(m['heldout_f1_answered'])}")
     else:
         out.print("held-out check: skipped (one group only, or --holdout 0); the threshold is 0, not calibrated")
     out.print(f"report: {escape(str(result.folder / 'report.md'))}")

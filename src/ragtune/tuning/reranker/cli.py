@@ -6,7 +6,6 @@ inside the command.
 
 from __future__ import annotations
 
-import math
 from typing import Annotated
 
 import numpy as np
@@ -26,11 +25,9 @@ from ragtune.tuning.retriever.options import (
     SeedOpt,
     TimeBudgetOpt,
     check_sources,
+    fmt_metric,
+    stopped_note,
 )
-
-
-def _fmt(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.3f}"
 
 
 def tune_reranker(
@@ -98,7 +95,7 @@ def tune_reranker(
             threads=proj.settings.embedder.threads, seed=seed, holdout=holdout,
             data_source=sources, progress=progress)
     card, m = result.card, result.card.metrics
-    stopped = " — stopped by --time-budget" if card.notes["stopped"] == "time budget" else ""
+    stopped = stopped_note(card.notes)
     out.print(f"[green]registered {escape(name)} v{card.version}[/green] (reranker, {layers} layers): "
               f"{m['steps']} of {m['planned_steps']} steps on {m['train_pairs']} pairs in {m['train_seconds']} s"
               f"{stopped}")
@@ -106,7 +103,7 @@ def tune_reranker(
         held = ("labelled queries never trained on" if card.notes.get("holdout_unit") == "query"
                 else "queries from documents never trained on")
         out.print(f"held-out MRR ({m['heldout_queries']} {held}): embedder "
-                  f"{_fmt(m['heldout_mrr_base'])} → reranker {_fmt(m['heldout_mrr_reranker'])}")
+                  f"{fmt_metric(m['heldout_mrr_base'])} → reranker {fmt_metric(m['heldout_mrr_reranker'])}")
     else:
         out.print("held-out check: skipped (fewer than 5 documents, or --holdout 0)")
     out.print(f"report: {escape(str(result.folder / 'report.md'))}")

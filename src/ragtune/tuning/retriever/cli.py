@@ -6,7 +6,6 @@ Register in ``ragtune/cli.py`` with ``app.add_typer(tune_app, name="tune")`` and
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Annotated, Any
 
@@ -28,6 +27,8 @@ from ragtune.tuning.retriever.options import (
     SeedOpt,
     TimeBudgetOpt,
     check_sources,
+    fmt_metric,
+    stopped_note,
 )
 
 tune_app = typer.Typer(
@@ -61,9 +62,6 @@ def _check_index(proj: Project) -> None:
         raise ConfigError(f"the index was embedded with {stored} but the project's embedder is {current}: set "
                           "embedder.model back in ragtune.yaml (or finish `ragtune reindex`) before tuning")
 
-
-def _fmt(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.3f}"
 
 
 @tune_app.command("retriever")
@@ -124,16 +122,16 @@ def tune_retriever(
             time_budget=time_budget, threads=proj.settings.embedder.threads, seed=seed, holdout=holdout,
             data_source=sources, base_fingerprint=proj.embedder.fingerprint, progress=progress)
     card, m = result.card, result.card.metrics
-    stopped = " — stopped by --time-budget" if card.notes["stopped"] == "time budget" else ""
+    stopped = stopped_note(card.notes)
     out.print(f"[green]registered {escape(name)} v{card.version}[/green] (embedder): {m['steps']} of "
               f"{m['planned_steps']} steps on {m['train_pairs']} pairs in {m['train_seconds']} s{stopped}")
     held = ("labelled queries never trained on" if holdout_unit(pairs.pairs) == "query"
             else "queries from documents never trained on")
     if m["heldout_queries"]:
         out.print(f"held-out recall@{RECALL_K} ({m['heldout_queries']} {held}): "
-                  f"base {_fmt(m[f'heldout_recall@{RECALL_K}_base'])} → adapted "
-                  f"{_fmt(m[f'heldout_recall@{RECALL_K}_adapted'])}; mean rank "
-                  f"{_fmt(m['heldout_mean_rank_base'])} → {_fmt(m['heldout_mean_rank_adapted'])}")
+                  f"base {fmt_metric(m[f'heldout_recall@{RECALL_K}_base'])} → adapted "
+                  f"{fmt_metric(m[f'heldout_recall@{RECALL_K}_adapted'])}; mean rank "
+                  f"{fmt_metric(m['heldout_mean_rank_base'])} → {fmt_metric(m['heldout_mean_rank_adapted'])}")
     else:
         out.print("held-out check: skipped (fewer than 5 documents or labelled queries, or --holdout 0)")
     out.print(f"report: {escape(str(result.folder / 'report.md'))}")

@@ -1,9 +1,11 @@
-"""The training-data options shared by ``ragtune tune retriever`` and ``ragtune tune reranker``, one copy each."""
+"""The training-data options shared by ``ragtune tune retriever`` and ``ragtune tune reranker`` (and the ones
+``tune reader`` takes too), one copy each, and how the three commands print a metric and a stopped run."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -41,3 +43,13 @@ HoldoutOpt = Annotated[float, typer.Option(
     min=0.0, max=0.5, help="Share held out for the before/after check: of the labelled queries when there are 5 "
     "or more (--queries, --feedback), else of the documents.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for the pair sample, split and training.")]
+
+
+def fmt_metric(value: float | None) -> str:
+    """A held-out figure as the tune commands print it: three decimals, ``n/a`` when there is none."""
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
+
+
+def stopped_note(notes: dict[str, Any]) -> str:
+    """`` — stopped by --time-budget`` when the card's notes say the time budget stopped the run, else ``""``."""
+    return " — stopped by --time-budget" if notes.get("stopped") == "time budget" else ""
