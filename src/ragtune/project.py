@@ -214,6 +214,11 @@ class Project:
         ready, so the first request pays no start-up."""
         self._require_corpus()
         self.embedder.warm_up()
+        self._warm_answer_model()
+
+    def _warm_answer_model(self) -> None:
+        """Load the model that writes answers, if any: the span reader (``answer.kind: reader``), else a
+        generator. Loading it is start-up, not answer latency."""
         if self.settings.answer.kind == "reader":
             cast(Any, self.answerer).warm_up()
         elif self.generator is not None:
@@ -421,10 +426,7 @@ class Project:
             return lookup.served(load, on_token)
         answerer = self.answerer
         t_load = time.perf_counter()
-        if self.settings.answer.kind == "reader":
-            cast(Any, answerer).warm_up()  # loading the span reader is start-up, not answer latency
-        elif self.generator is not None:
-            self.generator.warm_up()  # loading a local model is start-up, not answer latency
+        self._warm_answer_model()
         load["model_load"] += (time.perf_counter() - t_load) * 1000
         t0 = time.perf_counter()
         retrieval = self.retriever.retrieve(question, principal)
