@@ -81,7 +81,7 @@ def tune_reader(
             batch_size=batch_size, epochs=epochs, learning_rate=learning_rate, time_budget=time_budget,
             threads=proj.settings.embedder.threads, seed=seed, holdout=holdout,
             data_source=str(data) + (f" (validation {validation})" if validation is not None else ""),
-            progress=_progress(bar))
+            progress=_progress(bar), audit=audit)
     card, m = result.card, result.card.metrics
     stopped = stopped_note(card.notes)
     out.print(f"[green]registered {escape(name)} v{card.version}[/green] (reader, {layers} layers): "

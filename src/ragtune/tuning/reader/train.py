@@ -208,10 +208,12 @@ def train_reader(
     validation: Sequence[ReaderExample] | None = None, layers: int = 6, max_length: int = 256, stride: int = 64,
     batch_size: int = 16, epochs: float = 1.0, learning_rate: float = 5e-5, time_budget: float | None = None,
     threads: int = 2, seed: int = 0, holdout: float = 0.1, data_source: str = "", progress: Progress | None = None,
+    audit: ReaderAudit | None = None,
 ) -> TrainedReader:
-    """Audit ``examples`` (and ``validation``), train on them (``holdout`` of their groups held out unless
-    ``validation`` is given), calibrate the no-answer threshold on the held-out examples, register the model as
-    the next version of ``name`` (kind ``reader``), write ``report.md`` beside it and return the result.
+    """Audit ``examples`` (and ``validation``; ``audit``: their audit when the caller already made it), train on
+    them (``holdout`` of their groups held out unless ``validation`` is given), calibrate the no-answer threshold on
+    the held-out examples, register the model as the next version of ``name`` (kind ``reader``), write
+    ``report.md`` beside it and return the result.
 
     Blocking audit findings (nothing answerable to learn from) raise :class:`DataError` before any model loads.
     ``time_budget`` (seconds of training steps) stops the loop after the step that crosses it; the model trained
@@ -220,7 +222,8 @@ def train_reader(
         return data if isinstance(data, list) else list(data)  # a ReaderData keeps what its loader dropped
 
     check_name(name)  # before the hours of training, not after
-    audit = audit_examples(as_list(examples), as_list(validation) if validation is not None else None)
+    if audit is None:
+        audit = audit_examples(as_list(examples), as_list(validation) if validation is not None else None)
     if audit.blocking:
         raise DataError("cannot train the reader: " + "; ".join(audit.blocking))
     if validation is not None:
