@@ -33,11 +33,17 @@ class ReadSpan(Protocol):
 
 
 class SpanReading(Protocol):
-    """A span reader (:class:`ragtune.tuning.reader.served.SpanReader`)."""
+    """A span reader (:class:`ragtune.tuning.reader.served.SpanReader`), as the answerer and ``ragtune extract``
+    use it."""
 
     @property
     def threshold(self) -> float:
         """The calibrated no-answer threshold: a span scoring below it is no answer."""
+        ...
+
+    @property
+    def fingerprint(self) -> str:
+        """Which model and version this is (``ragtune extract`` records it)."""
         ...
 
     def warm_up(self) -> None:

@@ -14,8 +14,9 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from ragtune.answer.reader import SpanReading, sentence_around
 from ragtune.core import Chunk, Principal
 from ragtune.errors import EmptyCorpusError, RagtuneError
 from ragtune.extract.fields import FieldSpec
@@ -26,28 +27,6 @@ if TYPE_CHECKING:
     from ragtune.project import Project
 
 CANDIDATES = 10  # spans asked of the reader per phrasing for a typed field (the best that validates is taken)
-
-
-class SpanReading(Protocol):
-    """What extraction needs of a span reader (:class:`ragtune.tuning.reader.served.SpanReader`)."""
-
-    @property
-    def threshold(self) -> float:
-        """The calibrated no-answer threshold."""
-        ...
-
-    @property
-    def fingerprint(self) -> str:
-        """Which model this is."""
-        ...
-
-    def warm_up(self) -> None:
-        """Load the model."""
-        ...
-
-    def read(self, question: str, passages: Sequence[str], *, top_n: int = 1) -> Sequence[Any]:
-        """The best spans (``passage``, ``start``, ``end``, ``text``, ``score``) across ``passages``, best first."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -134,13 +113,6 @@ def documents_under(project: Project, docs: Path) -> list[DocRecord]:
     return found
 
 
-def sentence_of(text: str, start: int, end: int) -> tuple[int, int]:
-    """The offsets of the sentence(s) of ``text`` holding ``text[start:end]``."""
-    from ragtune.answer.reader import sentence_around
-
-    return sentence_around(text, start, end)
-
-
 def read_field(reader: SpanReading, spec: FieldSpec, chunks: Sequence[Chunk], path: str, threshold: float,
                candidates: int = CANDIDATES) -> FieldCell:
     """``spec``'s best validating span over its phrasings and ``chunks`` (one reader call per phrasing, all the
@@ -160,7 +132,7 @@ def read_field(reader: SpanReading, spec: FieldSpec, chunks: Sequence[Chunk], pa
             return FieldCell(None, score, threshold)
         chunk = chunks[span.passage]
         start, end = span.start + match.start, span.start + match.end
-        s0, s1 = sentence_of(chunk.text, start, end)
+        s0, s1 = sentence_around(chunk.text, start, end)
         return FieldCell(FieldValue(
             value=match.value, span=chunk.text[start:end], score=score, question=question, chunk_id=chunk.chunk_id,
             path=path, section=chunk.section, page=chunk.page, char_start=chunk.char_start + start,
