@@ -43,7 +43,7 @@ os.environ.setdefault("LANCE_LOG", "error")
 
 from _common import cache_dir, command_line, data_dir, emit, machine, median, percentile, write_row  # noqa: E402
 from build_demo_corpus import load_policies  # noqa: E402
-from compliance_copilot import build_project, group_of, token_f1  # noqa: E402
+from compliance_copilot import build_project, group_of, normalize, token_f1  # noqa: E402
 
 from ragtune.core import Principal  # noqa: E402
 from ragtune.project import Project  # noqa: E402
@@ -72,8 +72,6 @@ def progress(phase: str, done: int, total: int, extra: dict[str, float] | None =
 
 def exact(prediction: str, gold: str) -> float:
     """SQuAD exact match (after the same normalisation as token-F1)."""
-    from compliance_copilot import normalize
-
     return float(normalize(prediction) == normalize(gold))
 
 
