@@ -47,6 +47,7 @@ from ragtune.project import Project
 from ragtune.server.cli import serve
 from ragtune.service.keys_cli import keys_app
 from ragtune.tuning.cli import classify, models_app, train
+from ragtune.tuning.generator.cli import tune_generator
 from ragtune.tuning.reader.cli import tune_reader
 from ragtune.tuning.reranker.cli import tune_reranker
 from ragtune.tuning.retriever.cli import reindex, tune_app
@@ -201,7 +202,8 @@ def ask(
     generator: Annotated[
         str | None,
         typer.Option("--generator", help="Override generator.kind: extractive (quote sources), llamacpp (the "
-                     "local SmolLM2 model) or openai (the OpenAI-compatible endpoint in ragtune.yaml)."),
+                     "local SmolLM2 model), openai (the OpenAI-compatible endpoint in ragtune.yaml) or tuned (the "
+                     "fine-tuned generator generator.model names)."),
     ] = None,
     json_out: JsonOpt = False,
     project: ProjectOpt = None,
@@ -310,6 +312,7 @@ app.command()(classify)
 app.add_typer(models_app, name="models")
 tune_app.command("reranker")(tune_reranker)
 tune_app.command("reader")(tune_reader)
+tune_app.command("generator")(tune_generator)
 app.add_typer(tune_app, name="tune")
 app.command("reindex")(reindex)
 
@@ -348,6 +351,8 @@ def run_pipeline(
         return
     for name, label in result.labels.items():
         out.print(f"{escape(name)}: [bold]{escape(label.label)}[/bold] ({label.probability:.2f})", highlight=False)
+    for name, value in result.generated.items():
+        out.print(f"{escape(name)}: {escape(json.dumps(value, ensure_ascii=False))}", highlight=False)
     if result.route is not None:
         out.print(f"route: [bold]{escape(result.route)}[/bold]", highlight=False)
     if result.answer is not None:

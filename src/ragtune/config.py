@@ -163,17 +163,25 @@ class AnswerSettings(_Section):
 
 
 class GeneratorSettings(_Section):
-    """Who writes answers: the extractive default, a local llama.cpp model, or an OpenAI-compatible endpoint.
+    """Who writes answers: the extractive default, a local llama.cpp model, an OpenAI-compatible endpoint, or a
+    generator fine-tuned here (``tuned``: ``model`` names it, served by llama.cpp).
 
     The API key is read from the environment variable named by ``api_key_env`` or from the secrets file
     (``$RAGTUNE_SECRETS_FILE``, default ``~/.config/ragtune/secrets.yaml``), never from this file.
     """
 
-    kind: Literal["extractive", "llamacpp", "openai"] = "extractive"
+    kind: Literal["extractive", "llamacpp", "openai", "tuned"] = "extractive"
     base_url: str = ""
-    model: str = ""
+    model: str = ""  # openai: the endpoint's model name; tuned: NAME or NAME@VERSION from `ragtune tune generator`
     api_key_env: str = "RAGTUNE_LLM_API_KEY"
     max_tokens: int = Field(256, ge=1, le=8192)
+
+    @model_validator(mode="after")
+    def _tuned_named(self) -> GeneratorSettings:
+        if self.kind == "tuned" and parse_registry_spec(reader_spec(self.model)) is None:
+            raise ValueError(f"generator.kind tuned needs generator.model: NAME or NAME@VERSION (got "
+                             f"{self.model!r}), a generator trained by `ragtune tune generator DATA --name NAME`")
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -59,6 +59,7 @@ class Project:
             self.__dict__["embedder"] = embedder  # fills the cached property
         self._classifiers: dict[tuple[str, int | None], Any] = {}
         self._checkers: dict[str, Any] = {}
+        self._generators: dict[str, Any] = {}
         self._embedder_checked = False  # searches read the index's fingerprint once, not on every query
 
     @classmethod
@@ -143,6 +144,8 @@ class Project:
     def generator(self) -> Generator | None:
         """The configured generator (``generator.kind``), or None for extractive answers."""
         g = self.settings.generator
+        if g.kind == "tuned":
+            return cast(Generator, self.tuned_generator(g.model))
         return make_generator(g.kind, g.base_url, g.model, g.api_key_env, threads=self.settings.embedder.threads)
 
     @cached_property
@@ -237,6 +240,16 @@ class Project:
         if key not in self._classifiers:
             self._classifiers[key] = self.registry.load(name, version)
         return cast("TextClassifier", self._classifiers[key])
+
+    def tuned_generator(self, model: str) -> Any:
+        """A generator fine-tuned by ``ragtune tune generator`` (``model``: NAME or NAME@VERSION), served by
+        llama.cpp, one server per name; its ``schema`` is the output schema it was trained with."""
+        if model not in self._generators:
+            from ragtune.tuning.generator.served import tuned_generator
+
+            self._generators[model] = tuned_generator(self.settings.models_dir, model,
+                                                      threads=self.settings.embedder.threads)
+        return self._generators[model]
 
     def groundedness_checker(self, model: str) -> GroundednessChecker | LexicalOverlapChecker:
         """The groundedness checker a model name selects, loaded once per name: the registered one, or lexical

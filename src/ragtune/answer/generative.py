@@ -109,15 +109,17 @@ class GenerativeAnswerer(GatedAnswerer):
 
 
 def generate_json(generator: Generator, messages: Sequence[Message], schema: dict[str, Any],
-                  max_tokens: int = 256, constrain: bool = True) -> Any:
-    """Output that validates against ``schema``: asked for (and, where the server can, constrained to) it;
-    on invalid output the model is told what was wrong and asked once more; then StructuredOutputError."""
+                  max_tokens: int = 256, constrain: bool = True, instruct: bool = True) -> Any:
+    """Output that validates against ``schema``: asked for (``instruct``: the schema is appended as a system
+    message; off for a model fine-tuned to the format, whose prompt should stay as in training) and, where the
+    server can, constrained to it; on invalid output the model is told what was wrong and asked once more;
+    then StructuredOutputError."""
     import jsonschema
 
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(schema)
-    request = list(messages) + [{"role": "system", "content": "Reply with JSON only, matching this JSON schema: "
-                                 + json.dumps(schema)}]
+    request = list(messages) + ([{"role": "system", "content": "Reply with JSON only, matching this JSON schema: "
+                                  + json.dumps(schema)}] if instruct else [])
     problem = ""
     for attempt in (1, 2):
         raw = generator.generate(request, max_tokens=max_tokens, json_schema=schema if constrain else None)

@@ -173,13 +173,19 @@ def local_gguf_path() -> Path:
 
 
 class LlamaCppGenerator:
-    """A local GGUF model served by llama.cpp's OpenAI-compatible server on 127.0.0.1 (offline)."""
+    """A local GGUF model served by llama.cpp's OpenAI-compatible server on 127.0.0.1 (offline), optionally with
+    a LoRA adapter GGUF (``lora_path``, applied at ``lora_scale``) on top of it."""
 
-    def __init__(self, model_path: Path | None = None, n_ctx: int = 4096, threads: int = 2) -> None:
+    def __init__(self, model_path: Path | None = None, n_ctx: int = 4096, threads: int = 2, *,
+                 lora_path: Path | None = None, lora_scale: float = 1.0) -> None:
         self.model_path = model_path
         self.n_ctx = n_ctx
         self.threads = threads
+        self.lora_path = lora_path
+        self.lora_scale = lora_scale
         self.name = f"llama.cpp:{(model_path or Path(SMOLLM2_FILE)).name}"
+        if lora_path is not None:
+            self.name += f"+{Path(lora_path).name}"
         self._server: Any = None
         self._client: OpenAICompatibleGenerator | None = None
         self._lock = threading.Lock()
@@ -203,15 +209,26 @@ class LlamaCppGenerator:
             path = self.model_path or local_gguf_path()
             if not Path(path).is_file():
                 raise ConfigError(f"{path}: no such GGUF model file")
+            if self.lora_path is not None and not Path(self.lora_path).is_file():
+                raise ConfigError(f"{self.lora_path}: no such LoRA adapter file (a GGUF adapter exported for "
+                                  f"{Path(path).name})")
             params = xllamacpp.CommonParams()
             params.model.path = str(path)
+            if self.lora_path is not None:
+                params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(self.lora_path), self.lora_scale)]
             params.n_ctx = self.n_ctx
             params.cpuparams.n_threads = self.threads
             params.cpuparams_batch.n_threads = self.threads
             params.hostnames = ["127.0.0.1"]  # never listen beyond this machine
             params.port = 0  # any free port
             params.verbosity = -1
-            self._server = xllamacpp.Server(params)
+            try:
+                self._server = xllamacpp.Server(params)
+            except RuntimeError as exc:
+                if self.lora_path is None:
+                    raise
+                raise ConfigError(f"llama.cpp could not load {self.lora_path} on {Path(path).name} ({exc}): is it "
+                                  "a LoRA adapter GGUF exported for this base model?") from exc
             self._client = OpenAICompatibleGenerator(self._server.listening_address + "/v1", model="local")
 
     def generate(

@@ -18,6 +18,7 @@ from ragtune.pipelines.spec import (
     AnswerStep,
     ClassifyStep,
     Condition,
+    GenerateStep,
     PipelineSpec,
     RetrieveStep,
     RouteStep,
@@ -52,6 +53,7 @@ class PipelineResult:
     groundedness: float | None = None
     groundedness_model: str | None = None  # the checker's name, or the lexical scorer's when none is trained
     unsupported_sentences: list[str] = field(default_factory=list)
+    generated: dict[str, Any] = field(default_factory=dict)  # a generate step's output name → its JSON value
     latency_ms: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
@@ -67,7 +69,7 @@ class PipelineResult:
             "pipeline": self.pipeline, "input": self.input, "user": self.user, "answer": answer,
             "labels": {k: asdict(v) for k, v in self.labels.items()}, "route": self.route,
             "groundedness": self.groundedness, "groundedness_model": self.groundedness_model,
-            "unsupported_sentences": self.unsupported_sentences,
+            "unsupported_sentences": self.unsupported_sentences, "generated": self.generated,
             "latency_ms": {k: round(v, 2) for k, v in self.latency_ms.items()}, "skipped": self.skipped,
         }
 
@@ -104,6 +106,7 @@ class PipelineRunner:
         self.spec = spec
         self.project = project
         self._corpora: dict[str, Project] = {}
+        self._schemas: dict[str, dict[str, Any]] = {}
 
     def _classifier(self, step: ClassifyStep) -> TextClassifier:
         return self.project.classifier(step.model, step.version)  # version None: promoted, else latest
@@ -131,6 +134,32 @@ class PipelineRunner:
                 corpus.search("warm up", Principal("ragtune-warm-up"))  # opens the table and its indexes
             elif isinstance(step, VerifyStep):
                 self._groundedness(step.model)
+            elif isinstance(step, GenerateStep):
+                self.project.tuned_generator(step.model).warm_up()
+
+    def _schema(self, step: GenerateStep, generator: Any) -> dict[str, Any]:
+        if step.schema_file is None:
+            if generator.schema is None:
+                raise ConfigError(f"pipeline {self.spec.name}: generate step model {step.model!r} was trained "
+                                  "without --schema: give the step `schema: FILE.json`")
+            return dict(generator.schema)
+        if step.schema_file not in self._schemas:
+            from ragtune.tuning.generator.data import load_schema
+
+            path = Path(step.schema_file)
+            self._schemas[step.schema_file] = load_schema(path if path.is_absolute()
+                                                          else self.project.settings.project_dir / path)
+        return self._schemas[step.schema_file]
+
+    def _generate(self, step: GenerateStep, text: str) -> Any:
+        """The step's JSON draft for ``text``: constrained to the schema, retried once, else an error."""
+        from ragtune.answer.generative import generate_json
+
+        generator = self.project.tuned_generator(step.model)
+        system = step.system if step.system is not None else generator.system_prompt
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+        return generate_json(generator, messages, self._schema(step, generator), max_tokens=step.max_tokens,
+                             instruct=False)
 
     def _groundedness(self, model: str) -> Any:
         return self.project.groundedness_checker(model)  # one per model name, whatever the step order
@@ -184,6 +213,9 @@ class PipelineRunner:
                                                result.answer.hits, (*result.answer.flags,
                                                                     f"abstained: groundedness {report.score:.2f} "
                                                                     f"below {report.threshold:.2f}"))
+            elif isinstance(step, GenerateStep):
+                with span("generate", model=step.model):
+                    result.generated[step.output] = self._generate(step, text)
             elif isinstance(step, RouteStep):
                 result.route = next((r.queue for r in step.rules if holds(r.when, result, unsupported)),
                                     step.default)

@@ -15,6 +15,9 @@ Example (``ragtune run compliance-copilot``)::
             - {queue: privacy-officer, when: {label: category, in: [Data Retention, Data Security]}}
             - {queue: human-review, when: {low_confidence: category}}
 
+A ``generate`` step drafts JSON with a fine-tuned generator, validated against its schema, e.g.
+``- generate: {model: triage, output: ticket}``.
+
 Every step may carry ``when:`` (the same conditions as route rules) to run only in some cases, e.g. draft a
 reply only for messages routed to self-service.
 """
@@ -113,9 +116,25 @@ class RouteStep(StepBase):
     rules: list[Rule] = []
 
 
+class GenerateStep(StepBase):
+    """Draft structured output from the input (a ticket action, a summary) with a generator fine-tuned by
+    ``ragtune tune generator`` (``model``: NAME or NAME@VERSION), sent its training system prompt (or
+    ``system``) and the input. The output must validate against the model's schema (or ``schema``: a JSON
+    Schema file beside the project); decoding is constrained to it, an invalid draft is retried once with the
+    validation error, then the pipeline fails: a draft is never passed on unvalidated. ``output`` names it."""
+
+    model: str
+    schema_file: str | None = Field(None, alias="schema")
+    system: str | None = None
+    output: str = "draft"
+    max_tokens: int = Field(256, ge=1, le=4096)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
 STEP_TYPES: dict[str, type[StepBase]] = {
     "retrieve": RetrieveStep, "answer": AnswerStep, "classify": ClassifyStep, "verify": VerifyStep,
-    "route": RouteStep,
+    "route": RouteStep, "generate": GenerateStep,
 }
 
 
