@@ -18,9 +18,7 @@ from ragtune.tuning.generator.evaluate import (
     STREAMED,
     TOKENIZER,
     WORDS,
-    GenEvaluator,
     best_config,
-    compare,
     few_shot_messages,
     percentile,
     pick_shots,
@@ -215,22 +213,3 @@ def test_a_failed_request_names_the_example(local: LlamaCppGenerator) -> None:
     too_long = ex("word " * 6000, obj(intent="other"), where="held.jsonl:7")
     with pytest.raises(GenerationError, match=r"held\.jsonl:7: .*context size"):
         run_generator(local, [too_long], max_tokens=4)
-
-
-def test_before_after_runs_the_four_configurations(local: LlamaCppGenerator) -> None:
-    assert GenEvaluator(HELD).primary_metric == "field:intent"
-    label = {"enum": ["refund", "greeting", "other"]}  # a bare JSON string: a few tokens per reply
-    as_label = [GenExample(e.prompt, json.dumps(json.loads(e.target)["intent"]), e.where) for e in HELD[:1] + TRAIN]
-    evaluator = GenEvaluator(as_label[:1], schema=label, max_tokens=6)
-    assert evaluator.primary_metric == "rouge_l" and evaluator.greater_is_better
-    calls: list[str] = []
-    runs = evaluator.before_after(local, local, as_label[1:], progress=lambda name, d, t: calls.append(name))
-    assert list(runs) == ["base 2-shot", "base 2-shot + schema", "tuned", "tuned + schema"] == calls
-    assert runs["base 2-shot + schema"].metrics["validity"] == runs["tuned + schema"].metrics["validity"] == 1.0
-    assert runs["tuned"].outputs != runs["tuned + schema"].outputs  # the schema reached the server
-    rows = compare(runs)
-    assert [r["config"] for r in rows] == list(runs)
-    assert rows[1]["rouge_l"] == runs["base 2-shot + schema"].metrics["rouge_l"]
-    assert best_config(rows, "validity") == "base 2-shot + schema"
-    no_schema = GenEvaluator([], max_tokens=4).before_after(local, local, TRAIN[:1])  # no examples: no requests
-    assert list(no_schema) == ["base 1-shot", "tuned"] and no_schema["tuned"].metrics["n"] == 0.0

@@ -38,9 +38,9 @@ def configurations(shots: int, schema: bool) -> list[tuple[str, bool, bool]]:
 def before_after(info: Any, tuned_gguf: Path, method: str, train: Sequence[GenExample], held: Sequence[GenExample],
                  *, schema: dict[str, Any] | None, shots: int, seed: int, threads: int, max_new_tokens: int,
                  progress: Progress | None = None, count_tokens: Callable[[str], int] | None = None,
-                 ) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]]]:
-    """The comparison rows (``config`` and its metrics) and a few (input, reference, tuned output) samples.
-    Nothing held out: no rows."""
+                 baseline: bool = True) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]]]:
+    """The comparison rows (``config`` and its metrics) and a few (input, reference, tuned output) samples;
+    ``baseline=False``: the tuned model's rows only. Nothing held out: no rows."""
     from ragtune.tuning.generator.evaluate import pick_shots, run_generator
 
     if not held:
@@ -49,6 +49,8 @@ def before_after(info: Any, tuned_gguf: Path, method: str, train: Sequence[GenEx
     rows: list[dict[str, Any]] = []
     samples: list[tuple[str, str, str]] = []
     for config, tuned, constrained in configurations(shots, schema is not None):
+        if not tuned and not baseline:
+            continue
         generator = served_generator(info, tuned_gguf if tuned else None, method, threads)
         try:
             def step(done: int, total: int, _c: str = config) -> None:

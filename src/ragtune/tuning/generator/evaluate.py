@@ -277,53 +277,6 @@ def run_generator(generator: Generator, examples: Sequence[GenExample], *, schem
     return GenRun(outputs, latency, first_token, counts, how, metrics)
 
 
-class GenEvaluator:
-    """Evaluates generators on fixed examples, sentence-transformers style: ``primary_metric`` (the first
-    field's accuracy for JSON-object targets, else ``rouge_l``) with ``greater_is_better``."""
-
-    greater_is_better = True
-
-    def __init__(self, examples: Sequence[GenExample], *, schema: dict[str, Any] | None = None,
-                 max_tokens: int = 256, count_tokens: Callable[[str], int] | None = None) -> None:
-        self.examples = list(examples)
-        self.schema = schema
-        self.max_tokens = max_tokens
-        self.count_tokens = count_tokens
-        self.primary_metric = primary_metric([e.target for e in self.examples])
-
-    def __call__(self, generator: Generator, *, constrained: bool = False, shots: Sequence[GenExample] = (),
-                 progress: Progress | None = None) -> GenRun:
-        """One configuration's run (see :func:`run_generator`)."""
-        return run_generator(generator, self.examples, schema=self.schema, constrained=constrained, shots=shots,
-                             max_tokens=self.max_tokens, count_tokens=self.count_tokens, progress=progress)
-
-    def before_after(self, base: Generator, tuned: Generator, shots: Sequence[GenExample],
-                     progress: Callable[[str, int, int], None] | None = None) -> dict[str, GenRun]:
-        """The issue's comparison: the base model with ``shots`` in a few-shot prompt against the tuned model
-        (no shots), each also with constrained decoding when there is a schema. Keys name the configurations."""
-        plan: list[tuple[str, Generator, Sequence[GenExample], bool]] = [
-            (f"base {len(shots)}-shot", base, shots, False), ("tuned", tuned, (), False)]
-        if self.schema is not None:
-            plan = [plan[0], (f"base {len(shots)}-shot + schema", base, shots, True),
-                    plan[1], ("tuned + schema", tuned, (), True)]
-        runs: dict[str, GenRun] = {}
-        for name, generator, few, constrained in plan:
-            runs[name] = self(generator, constrained=constrained, shots=few, progress=_named(progress, name))
-        return runs
-
-
-def _named(progress: Callable[[str, int, int], None] | None, name: str) -> Progress | None:
-    """``progress`` with the configuration's name bound (None stays None)."""
-    if progress is None:
-        return None
-    return lambda done, total: progress(name, done, total)
-
-
-def compare(configs: Mapping[str, GenRun]) -> list[dict[str, Any]]:
-    """One table row per configuration: ``config`` (its name) and its metrics."""
-    return [{"config": name, **run.metrics} for name, run in configs.items()]
-
-
 def best_config(rows: Sequence[Mapping[str, Any]], primary: str, greater_is_better: bool = True) -> str:
     """The name of the row with the best ``primary`` metric (the first of equals); rows without it are skipped."""
     scored = [r for r in rows if isinstance(r.get(primary), int | float)]

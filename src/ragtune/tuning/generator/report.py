@@ -46,7 +46,7 @@ def primary_of(card_like: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) 
 def _value(key: str, value: Any) -> str:
     if not isinstance(value, int | float) or isinstance(value, bool):
         return "—" if value is None else md_text(excerpt(str(value), 60))
-    if key == "n":
+    if key == "n" or key.endswith("_n") or isinstance(value, int):
         return str(int(value))
     if key.endswith("_ms") or key.endswith("_per_s"):
         return f"{value:.1f}"

@@ -101,14 +101,13 @@ def _callbacks(total_hint: int, time_budget: float | None, progress: Progress | 
             self.started = time.monotonic()
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
-            if logs and "loss" in logs:
+            if logs and "loss" in logs:  # logged every step, after on_step_end: the step's own loss
                 record["losses"].append(float(logs["loss"]))
+                if progress is not None:
+                    progress("train", state.global_step, state.max_steps or total_hint, {"loss": record["losses"][-1]})
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
             record["seconds"] = time.monotonic() - self.started
-            if progress is not None:
-                loss = record["losses"][-1] if record["losses"] else math.nan
-                progress("train", state.global_step, state.max_steps or total_hint, {"loss": loss})
             if time_budget is not None and record["seconds"] >= time_budget and state.global_step < state.max_steps:
                 record["stopped"] = "time budget"
                 control.should_training_stop = True
@@ -124,7 +123,7 @@ def train_generator(
     base: Path | None = None, epochs: float = 1.0, learning_rate: float | None = None, batch_size: int = 8,
     max_length: int = 256, lora_rank: int = 16, lora_alpha: int = 32, time_budget: float | None = None,
     holdout: float = 0.1, seed: int = 0, threads: int = 2, resume: bool = False, save_every: int = 50,
-    shots: int = 5, eval_limit: int = 100, max_new_tokens: int = 128, data_source: str = "",
+    shots: int = 5, eval_limit: int = 100, max_new_tokens: int = 128, baseline: bool = True, data_source: str = "",
     progress: Progress | None = None, audit: GenAudit | None = None, cache_dir: Path | None = None,
 ) -> TrainedGenerator:
     """Audit ``examples`` (``audit``: theirs when the caller already made it), fine-tune the base model on them
@@ -136,7 +135,7 @@ def train_generator(
     Targets that do not validate against ``schema`` are left out of training. ``time_budget`` (seconds of
     training) stops after the step that crosses it; the model trained so far is saved and registered, and the
     card says it was stopped. A crash leaves the last checkpoint: the same call with ``resume=True`` goes on
-    from it."""
+    from it. ``baseline=False`` measures the tuned model only (when the base's rows are known already)."""
     check_name(name)
     if method not in METHODS:
         raise ConfigError(f"unknown --method {method!r}: use lora (an adapter on the base) or full (all weights)")
@@ -162,6 +161,9 @@ def train_generator(
     from ragtune.tuning.generator.base import load_base, resolve_base
 
     info = resolve_base(base, cache_dir)
+    if info.gguf is None:  # before the training, not after it
+        raise ConfigError(f"{info.folder}: a Hugging Face folder cannot be served by llama.cpp after tuning; convert "
+                          "it with llama.cpp's convert_hf_to_gguf.py and pass the .gguf as --base")
     data_sha = examples_digest(train)
     folder, resuming = _checkpoint_dir(registry, name, _run_digest(data_sha, params, info.fingerprint), resume)
     if progress is not None:
@@ -180,7 +182,8 @@ def train_generator(
 
             rows, samples = before_after(info, served, method, train, held[:eval_limit], schema=schema, shots=shots,
                                          seed=seed, threads=threads, max_new_tokens=max_new_tokens,
-                                         progress=progress, count_tokens=_token_counter(tokenizer))
+                                         progress=progress, count_tokens=_token_counter(tokenizer),
+                                         baseline=baseline)
             card = _card(name, info, train, held, audit, trainer.state, state, params, rows, data_source, staging,
                          validation is not None, data_sha)
             card = registry.register(name, cast(Any, _Staged(staging)), card)
@@ -204,6 +207,7 @@ def _trainer(model: Any, tokenizer: Any, train: list[GenExample], folder: Path, 
     import datasets
     import torch
     from datasets import Dataset
+    from transformers import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
     datasets.disable_progress_bars()  # the caller's progress bar is the one shown
@@ -212,7 +216,7 @@ def _trainer(model: Any, tokenizer: Any, train: list[GenExample], folder: Path, 
     callback, state = _callbacks(total, time_budget, progress)
     config = SFTConfig(
         output_dir=str(folder), per_device_train_batch_size=params["batch_size"], num_train_epochs=params["epochs"],
-        learning_rate=params["learning_rate"], lr_scheduler_type="linear", warmup_steps=max(1, total // 10),
+        learning_rate=params["learning_rate"], lr_scheduler_type="linear", warmup_steps=total // 10,
         weight_decay=0.0, logging_steps=1, save_strategy="steps", save_steps=max(1, save_every), save_total_limit=1,
         report_to="none", use_cpu=not torch.cuda.is_available(), gradient_checkpointing=False,
         max_length=params["max_length"], dataloader_pin_memory=False, disable_tqdm=True, seed=params["seed"],
@@ -226,6 +230,7 @@ def _trainer(model: Any, tokenizer: Any, train: list[GenExample], folder: Path, 
     with quiet():
         trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(_rows(train)),
                              processing_class=tokenizer, peft_config=peft_config, callbacks=[callback])
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict; the caller's progress shows the loss
     return trainer, state
 
 
@@ -310,6 +315,6 @@ def _write_reports(folder: Path, card: ModelCard, rows: list[dict[str, Any]], au
 
     from ragtune.tuning.generator.report import report_html, report_markdown
 
-    card_like = asdict(card)
+    card_like = asdict(card) | {"base": card.params["base"], "method": card.params["method"]}
     (folder / "report.md").write_text(report_markdown(card_like, rows, audit.lines(), samples), encoding="utf-8")
     (folder / "report.html").write_text(report_html(card_like, rows, audit.lines(), samples), encoding="utf-8")
