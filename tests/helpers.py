@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ragtune.project import Project
@@ -69,3 +69,20 @@ def serve_project(project: Project) -> AbstractContextManager[str]:
     from ragtune.server.local import serve_in_thread
 
     return serve_in_thread(project, timeout_s=120)
+
+
+def run_main(monkeypatch: Any, capsys: Any, *args: str) -> tuple[int, str]:
+    """Run ``ragtune ARGS`` through the console entry point, which turns user errors into one line and exit
+    status 1; returns (exit status, stdout + stderr)."""
+    import sys
+
+    from ragtune.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["ragtune", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ragtune.errors import DataError
+from ragtune.tuning.jsonl import jsonl_rows, read_utf8
 
 HERE = Path(__file__).resolve().parent
 ARTICLES = HERE.parent / "data" / "help" / "articles"
@@ -217,14 +218,7 @@ def load_references(path: Path = REFERENCES) -> list[Reference]:
     """The references in ``path``, in file order. DataError naming ``file:line`` for a line that is not a JSON
     object with the four fields, an unknown intent, or an article other than the intent's."""
     out: list[Reference] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
+    for _, where, row in jsonl_rows(path, read_utf8(path)):
         fields = ("intent", "message", "article", "reply")
         if not isinstance(row, dict) or any(not isinstance(row.get(k), str) or not row[k] for k in fields):
             raise DataError(f"{where}: expected an object with non-empty strings {', '.join(fields)}")

@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_main
 from reader_synth import synthetic_rows, write_jsonl
 from typer.testing import CliRunner
 
-from ragtune.cli import app, main
+from ragtune.cli import app
 from ragtune.config import init_project
 
 runner = CliRunner()
 ENV = {"COLUMNS": "300", "RAGTUNE_EMBEDDER__THREADS": "1"}
-
-
-def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    """Through the console entry point, which turns user errors into one line and exit status 1."""
-    monkeypatch.setattr(sys, "argv", ["ragtune", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
 
 
 def test_tune_reader_end_to_end(tmp_path: Path) -> None:

@@ -54,7 +54,7 @@ class BaseInfo:
     folder: Path
 
 
-def _sha256(paths: list[Path]) -> str:
+def files_sha256(paths: list[Path]) -> str:
     """sha256 of the files' bytes in order, memoised per (paths, sizes, mtimes)."""
     key = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
     if key not in _FINGERPRINTS:
@@ -223,7 +223,7 @@ def _hf_folder_info(folder: Path) -> BaseInfo:
     if not weights:
         raise ConfigError(f"{folder}: config.json but no weight files (*.safetensors or *.bin); pass a complete "
                           "model folder or a .gguf file")
-    fingerprint = _sha256([config_path, *weights])
+    fingerprint = files_sha256([config_path, *weights])
     return BaseInfo(name=folder.name, fingerprint=fingerprint, gguf=None, architecture=model_type,
                     folder=folder)
 
@@ -294,7 +294,7 @@ def resolve_base(base: Path | None = None, cache_dir: Path | None = None) -> Bas
         raise ConfigError(f"{path}: GGUF architecture {architecture!r} is not supported for tuning (supported: "
                           f"{', '.join(SUPPORTED_ARCHITECTURES)}); pass a GGUF of a supported architecture")
     try:
-        fingerprint = _sha256([path])
+        fingerprint = files_sha256([path])
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the base model ({exc})") from exc
     folder = (cache_dir or default_cache_dir()) / "base-models" / fingerprint[:16]

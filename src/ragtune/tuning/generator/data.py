@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.errors import DataError
+from ragtune.tuning.jsonl import jsonl_rows, read_utf8
 
 ROLES = ("system", "user", "assistant")
 Message = dict[str, str]
@@ -59,18 +60,6 @@ def examples_digest(examples: list[GenExample]) -> str:
     for e in examples:
         h.update(json.dumps([list(map(list, e.prompt)), e.target], ensure_ascii=False).encode())
     return h.hexdigest()
-
-
-def _decode(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not UTF-8 (byte {raw[exc.start]:#04x}); save the file as UTF-8") from None
 
 
 def _string(value: Any, what: str, where: str) -> str:
@@ -126,17 +115,8 @@ def load_gen_examples(path: Path | str) -> GenData:
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{path}: is a folder; give a .jsonl file of chat or prompt/completion examples")
-    text = _decode(path)
-    out: list[GenExample] = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        out.append(parse_line(row, where))
+    text = read_utf8(path)
+    out = [parse_line(row, where) for _, where, row in jsonl_rows(path, text)]
     if not out:
         raise DataError(f"{path}: no examples (one JSON object per line)")
     return GenData(out, str(path), hashlib.sha256(text.encode("utf-8")).hexdigest())
@@ -148,7 +128,7 @@ def load_schema(path: Path | str) -> dict[str, Any]:
 
     path = Path(path)
     try:
-        schema = json.loads(_decode(path))
+        schema = json.loads(read_utf8(path))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     if not isinstance(schema, dict):

@@ -259,17 +259,11 @@ class _Staged:
             shutil.move(str(item), folder / item.name)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _card(name: str, info: Any, train: list[GenExample], held: list[GenExample], audit: GenAudit, trainer_state: Any,
           state: dict[str, Any], params: dict[str, Any], rows: list[dict[str, Any]], data_source: str, staging: Path,
           validation_file: bool, data_sha: str) -> ModelCard:
+    from ragtune.tuning.generator.base import files_sha256
+
     gguf = staging / (ADAPTER_FILE if params["method"] == "lora" else FULL_FILE)
     planned = int(trainer_state.max_steps or 0)
     metrics: dict[str, Any] = {"train_examples": len(train), "heldout_examples": len(held),
@@ -289,7 +283,7 @@ def _card(name: str, info: Any, train: list[GenExample], held: list[GenExample],
                 "system_prompt": shared_system_prompt(train)},
         notes={"kind": KIND, "stopped": state["stopped"], "audit": audit.counts(), "comparison": rows,
                "holdout_unit": "validation file" if validation_file else "prompt",
-               "served_file": gguf.name, "gguf_sha256": _sha256(gguf), "gguf_bytes": gguf.stat().st_size},
+               "served_file": gguf.name, "gguf_sha256": files_sha256([gguf]), "gguf_bytes": gguf.stat().st_size},
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from ragtune.errors import DataError
 from ragtune.tuning.audit import excerpt
 from ragtune.tuning.groups import normalize
+from ragtune.tuning.jsonl import jsonl_rows, read_utf8
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
@@ -99,18 +100,6 @@ class _Loader:
         return tuple(placed) if placed or not given else None
 
 
-def _decode(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not UTF-8 (byte {raw[exc.start]:#04x}); save the file as UTF-8") from None
-
-
 def _text(value: Any, key: str, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         got = "missing" if value is None else f"not a non-empty string ({type(value).__name__})"
@@ -128,15 +117,7 @@ def _start(value: Any, where: str) -> int | None:
 
 def _load_jsonl(path: Path, text: str, loader: _Loader) -> list[ReaderExample]:
     out: list[ReaderExample] = []
-    for n, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{where}: not valid JSON ({exc.msg}, column {exc.colno}); each line must be one object "
-                            '{"question", "passage", "answer"}') from None
+    for n, where, obj in jsonl_rows(path, text, 'each line must be one object {"question", "passage", "answer"}'):
         if not isinstance(obj, dict):
             raise DataError(f'{where}: expected an object {{"question", "passage", "answer"}}, got '
                             f"{type(obj).__name__}")
@@ -212,7 +193,7 @@ def load_reader_examples(path: Path | str) -> ReaderData:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file (give a SQuAD .json or a .jsonl of question, passage, answer)")
-    text = _decode(path)
+    text = read_utf8(path)
     loader = _Loader(path)
     if path.suffix.lower() in JSONL_SUFFIXES:
         examples = _load_jsonl(path, text, loader)
