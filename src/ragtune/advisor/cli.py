@@ -29,7 +29,7 @@ def _interactive() -> bool:
     return sys.stdin.isatty()
 
 
-# Over 60 lines only because Typer declares its 19 options in the signature; the body is 15 lines.
+# Over 60 lines only because Typer declares its 21 options in the signature; the body is 15 lines.
 def advise_guide(
     answers: Annotated[Path | None, typer.Option(
         "--answers", metavar="FILE.yaml", help="YAML file of answers (see examples/advisor/); flags override it. "
@@ -79,6 +79,15 @@ def advise_guide(
         "--labels", metavar="FILE", help="Evidence: labelled examples (CSV/TSV/JSONL) for the classification "
         "bake-off and the label audit.")
     ] = None,
+    examples: Annotated[Path | None, typer.Option(
+        "--examples", metavar="FILE.jsonl", help="Evidence: input/output examples, chat JSONL ({\"messages\": "
+        "[...]} per line, the last message the output) or {\"prompt\", \"completion\"}, for the generation "
+        "bake-off: prompting, RAG with prompting (with --docs) and a fine-tuned generator on held-out examples.")
+    ] = None,
+    schema: Annotated[Path | None, typer.Option(
+        "--schema", metavar="FILE.json", help="Evidence: a JSON Schema the outputs of --examples must follow; "
+        "every candidate decodes constrained to it, and format validity is checked against it.")
+    ] = None,
     text_col: Annotated[str, typer.Option("--text-col", help="Text column of --labels.")] = "text",
     label_col: Annotated[str, typer.Option("--label-col", help="Label column of --labels.")] = "label",
     budget: Annotated[float, typer.Option(
@@ -115,14 +124,22 @@ def advise_guide(
     embedder only if the budget allows a second index), and poor recall points at adapting retrieval before
     fine-tuning a generator. Guide answers given as well are shown beside the evidence. The report says when
     the evidence is thin: too little sync history for a change rate, a small held-out set (with its 95 %
-    interval), a simpler system that scored as well. See docs/advisor.md.
+    interval), a simpler system that scored as well.
+
+    Generation (--examples FILE.jsonl [--schema FILE.json] [--docs DIR]): holds out examples by prompt and
+    generates them with the packaged SmolLM2 (llama.cpp) three ways: prompting (a few training examples in the
+    prompt), RAG with prompting (the 3 chunks retrieved from --docs added; needs --docs) and a LoRA fine-tune
+    trained for what is left of --budget. Compares format validity, task accuracy (the first JSON field, else
+    ROUGE-L), latency and training cost; the simplest candidate wins unless a more complex one is measurably
+    better (paired sign test, p < 0.05). A candidate the budget cannot fit is named as skipped, with the
+    --budget that would fit it. See docs/advisor.md.
     """
     flags = {"task": task, "knowledge_change": knowledge_change, "citations": citations,
              "structured_output": structured_output, "examples_per_class": examples_per_class,
              "fast_iteration": fast_iteration, "latency_ms": latency_ms, "regulated": regulated}
-    if docs is not None or questions is not None or labels is not None:
+    if docs is not None or questions is not None or labels is not None or examples is not None or schema:
         _advise_from_evidence(docs, questions, labels, text_col, label_col, budget, report_dir, project,
-                              answers, flags, json_out)
+                              answers, flags, json_out, examples, schema)
         return
     source = str(answers) if answers is not None else "answers"
     parsed = parse_answers(collect_answers(answers, flags, interactive=_interactive()), source)
@@ -139,7 +156,8 @@ def advise_guide(
 
 def _advise_from_evidence(docs: Path | None, questions: Path | None, labels: Path | None, text_col: str,
                           label_col: str, budget: float, report_dir: Path, project: Path | None,
-                          answers_file: Path | None, flags: dict[str, Any], json_out: bool) -> None:
+                          answers_file: Path | None, flags: dict[str, Any], json_out: bool,
+                          examples: Path | None = None, schema: Path | None = None) -> None:
     from ragtune.advisor.adaptation import find_current_project
     from ragtune.project import Project
 
@@ -155,9 +173,17 @@ def _advise_from_evidence(docs: Path | None, questions: Path | None, labels: Pat
     with Console(stderr=True).status("gathering evidence…") as status:
         evidence = gather_evidence(docs=docs, questions=questions, labels=labels, text_col=text_col,
                                    label_col=label_col, budget_s=budget, project=opened,
-                                   tick=lambda msg: status.update(msg), adaptation_project=models)
+                                   tick=lambda msg: status.update(msg), adaptation_project=models,
+                                   examples=examples, schema=schema)
     # The next steps follow the measured winner, with the user's own answers where given (else read off the data).
-    steps_md = next_steps_markdown(*next_steps(evidence.decision.winner, given or inferred_answers(evidence)))
+    if evidence.generation is not None and evidence.qa is None and evidence.labels is None:
+        from ragtune.advisor.generation import generation_next_steps
+
+        steps, pipeline = generation_next_steps(evidence.decision.winner, evidence.generation,
+                                                str(schema) if schema is not None else None)
+        steps_md = next_steps_markdown(steps, pipeline, [])
+    else:
+        steps_md = next_steps_markdown(*next_steps(evidence.decision.winner, given or inferred_answers(evidence)))
     guide_md = guide_answers_markdown(guide, evidence.decision.winner) if guide is not None else None
     md, html = write_evidence_report(report_dir, evidence, guide_md, steps_md)
     if json_out:

@@ -18,6 +18,7 @@ from ragtune.advisor.guide import Fit, NextStep, Recommendation
 from ragtune.advisor.questions import ARCHITECTURES, DISPLAY
 
 if TYPE_CHECKING:
+    from ragtune.advisor.generation import GenerationBakeoff
     from ragtune.advisor.report import Evidence
 
 _STYLE = {Fit.STRONG: "green", Fit.MODERATE: "yellow", Fit.WEAK: "red", Fit.RULED_OUT: "bold red"}
@@ -123,6 +124,21 @@ def evidence_json(evidence: Evidence, guide: Recommendation | None, md: Path, ht
     return out
 
 
+def generation_table(b: GenerationBakeoff) -> Table:
+    """The generation bake-off as a terminal table: one row per candidate, skipped ones marked so."""
+    metric = b.primary_metric
+    t = Table(title=f"Generation bake-off ({b.test_examples} held-out examples)", title_justify="left")
+    for column in ("candidate", "validity", metric, "latency p50", "tokens/s", "set-up s", "USD / 1k", "n"):
+        t.add_column(column, justify="left" if column == "candidate" else "right")
+    for r in b.results:
+        value = f"{100 * r.primary:.1f} %" if metric != "rouge_l" else f"{r.primary:.3f}"
+        t.add_row(escape(r.name), f"{100 * r.validity:.1f} %", value, f"{r.latency_p50_ms:.0f} ms",
+                  f"{r.tokens_per_s:.0f}", f"{r.setup_seconds:.0f}", f"{r.cost_per_1k_usd:.5f}", str(r.n))
+    for name in b.skipped:  # why: in the reasons above the table
+        t.add_row(escape(name), "[dim]skipped[/dim]", *["–"] * 6)
+    return t
+
+
 def render_evidence(evidence: Evidence, guide: Recommendation | None, html: Path, console: Console) -> None:
     """Print the evidence-based recommendation, its reasons and warnings, and where the report is."""
     winner = evidence.decision.winner
@@ -137,6 +153,14 @@ def render_evidence(evidence: Evidence, guide: Recommendation | None, html: Path
             f"{a.recall_at_k:.2f} with {a.label} ({a.latency_p50_ms:.0f} ms p50)" for a in qa.adapted]
         console.print(f"Retrieval recall@{qa.k}: {escape('; '.join(figures))}", highlight=False)
         for n in qa.adaptation_notes:
+            console.print(f"  [dim]note: {escape(n)}[/dim]", highlight=False)
+    if evidence.generation is not None:
+        console.print(generation_table(evidence.generation))
+        from ragtune.advisor.generation import CANDIDATES
+
+        skipped = [] if winner in CANDIDATES else [f"{k} not measured: {v}" for k, v in
+                                                   evidence.generation.skipped.items()]
+        for n in skipped + evidence.generation.notes:
             console.print(f"  [dim]note: {escape(n)}[/dim]", highlight=False)
     if guide is not None and guide.winner != winner:
         console.print(f"The decision guide's answers point to [bold]{guide.winner}[/bold]; the measurements on "
