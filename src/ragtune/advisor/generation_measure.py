@@ -143,7 +143,7 @@ def fine_tune(out: GenerationBakeoff, measure: Measure, train: list[GenExample],
                deadline: float) -> None:
     """fine-tuning: train a LoRA adapter for what is left before ``deadline`` (or say why not), then measure it."""
     from ragtune.tuning.generator.base import is_cached, load_base, resolve_base
-    from ragtune.tuning.generator.compare import served_generator
+    from ragtune.tuning.generator.served import tuned_generator
     from ragtune.tuning.generator.train import train_generator
     from ragtune.tuning.registry import Registry
 
@@ -192,8 +192,7 @@ def fine_tune(out: GenerationBakeoff, measure: Measure, train: list[GenExample],
                              "time budget stopped it: a larger --budget may train a better model")
         if registry_root is not None:
             out.notes.append(f"the tuned adapter is registered as {TUNED_NAME} v{card.version} in {registry.root}")
-        generator = served_generator(info, trained.folder / "model" / str(card.notes["served_file"]), "lora",
-                                     threads)
+        generator = tuned_generator(registry.root, f"{TUNED_NAME}@{card.version}", threads=threads)
         try:
             warm(generator)
             say(f"fine-tuning: generating {len(test)} held-out examples with the tuned model")

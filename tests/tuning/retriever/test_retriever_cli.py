@@ -6,10 +6,11 @@ import json
 import shutil
 from pathlib import Path
 
+from helpers import run_main
 from retriever_corpus import Corpus
 from typer.testing import CliRunner
 
-from ragtune.cli import app, main
+from ragtune.cli import app
 from ragtune.config import init_project
 
 runner = CliRunner()
@@ -18,23 +19,6 @@ runner = CliRunner()
 def invoke(*args: str) -> tuple[int, str]:
     result = runner.invoke(app, list(args), env={"COLUMNS": "300"})
     return result.exit_code, result.output + (f"\n{result.exception!r}" if result.exception else "")
-
-
-def run_main(monkeypatch: object, capsys: object, *args: str) -> tuple[int, str]:
-    """Through the console entry point, which turns user errors into one line and exit status 1."""
-    import sys
-
-    import pytest
-
-    mp: pytest.MonkeyPatch = monkeypatch  # type: ignore[assignment]
-    mp.setattr(sys, "argv", ["ragtune", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()  # type: ignore[attr-defined]
-    return code, captured.out + captured.err
 
 
 def test_tune_retriever_end_to_end(corpus_project: Corpus, tmp_path: Path) -> None:

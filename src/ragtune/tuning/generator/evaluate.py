@@ -209,13 +209,9 @@ class GenRun:
 
 def percentile(values: Sequence[float], q: float) -> float:
     """The ``q``-th percentile (0-100) with linear interpolation (numpy's default); 0.0 when empty."""
-    if not values:
-        return 0.0
-    s = sorted(values)
-    pos = (len(s) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return float(s[lo] + (s[hi] - s[lo]) * (pos - lo))
+    import numpy as np
+
+    return float(np.percentile(values, q)) if len(values) else 0.0
 
 
 def _generate_one(generator: Generator, messages: list[Message], *, json_schema: dict[str, Any] | None,
