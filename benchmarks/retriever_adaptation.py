@@ -80,14 +80,15 @@ MODEL_NAME_QRELS = "scifact-adapted-qrels"
 
 
 def training_pairs(store: LanceStore, embedder: Embedder, *, qrels_train: bool, max_pairs: int, seed: int,
-                   progress: Progress | None = None) -> PairSet:
+                   corpus_pairs: bool = True, progress: Progress | None = None) -> PairSet:
     """The training pairs: from the corpus alone (``generate_pairs``), or with ``qrels_train`` SciFact's train
-    queries and qrels first and corpus pairs filling ``max_pairs`` (``collect_pairs``, as the CLI)."""
+    queries and qrels first and corpus pairs filling ``max_pairs`` (``collect_pairs``, as the CLI; none with
+    ``corpus_pairs=False``, as ``--no-corpus-pairs``)."""
     if not qrels_train:
         return generate_pairs(store, embedder, max_pairs=max_pairs, seed=seed, progress=progress)
     return collect_pairs(store, embedder, queries=scifact_dir() / "queries.jsonl",
                          qrels=scifact_dir() / "qrels" / "train.tsv", max_pairs=max_pairs, seed=seed,
-                         progress=progress)
+                         corpus_pairs=corpus_pairs, progress=progress)
 
 
 def cli_defaults() -> dict[str, Any]:
@@ -120,13 +121,16 @@ def peak_rss_mb() -> float:
 
 
 def score(label: str, store: LanceStore, embedder: Embedder, queries: dict[str, str],
-          qrels: dict[str, dict[str, dict[str, int]]]) -> dict[str, Any]:
-    """Hybrid (default fusion, 200/side) and dense-only quality on test, hybrid on train, default latency."""
+          qrels: dict[str, dict[str, dict[str, int]]], fusion: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Hybrid (default fusion, or ``fusion``'s rrf_k / dense_weight; 200/side) and dense-only quality on test,
+    hybrid on train, latency of the default retriever (with ``fusion``)."""
     principal = Principal("bench")
-    hybrid = HybridRetriever(store, embedder, top_k=2 * CANDIDATES, lexical_k=CANDIDATES, dense_k=CANDIDATES)
+    fusion = fusion or {}
+    hybrid = HybridRetriever(store, embedder, top_k=2 * CANDIDATES, lexical_k=CANDIDATES, dense_k=CANDIDATES,
+                             **fusion)
     dense = HybridRetriever(store, embedder, top_k=CANDIDATES, lexical_k=CANDIDATES, dense_k=CANDIDATES,
                             lexical_weight=0.0, dense_weight=1.0)
-    default = HybridRetriever(store, embedder)
+    default = HybridRetriever(store, embedder, **fusion)
 
     def listed(split: str) -> list[tuple[str, str]]:
         return [(q, queries[q]) for q in sorted(qrels[split], key=lambda q: (len(q), q))]
@@ -173,7 +177,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--qrels-train", action="store_true",
                     help="also train on SciFact's train queries + qrels/train.tsv (labelled_pairs; corpus pairs "
                          "fill --max-pairs); rows go to their own section")
+    ap.add_argument("--no-corpus-pairs", action="store_true",
+                    help="with --qrels-train: labelled pairs only (`tune retriever --no-corpus-pairs`)")
+    ap.add_argument("--epochs", type=float, default=None,
+                    help=f"training epochs (default: the CLI's {defaults['epochs']})")
+    ap.add_argument("--rrf-k", type=int, default=None,
+                    help="the adapted model's fusion RRF k (chosen on train by scifact_dev_select.py)")
+    ap.add_argument("--dense-weight", type=float, default=None,
+                    help="the adapted model's fusion dense weight (chosen on train by scifact_dev_select.py)")
     args = ap.parse_args(argv)
+    fusion = {k: v for k, v in (("rrf_k", args.rrf_k), ("dense_weight", args.dense_weight)) if v is not None}
+    epochs = args.epochs if args.epochs is not None else defaults["epochs"]
     model_name = MODEL_NAME_QRELS if args.qrels_train else MODEL_NAME
     budget = args.time_budget if args.time_budget is not None else (QUICK_BUDGET if args.quick else 900.0)
     max_pairs = args.max_pairs if args.max_pairs is not None else (QUICK_PAIRS if args.quick
@@ -203,12 +217,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     rss_before = peak_rss_mb()
     t0 = time.perf_counter()
     pairs = training_pairs(info.store, base_embedder, qrels_train=args.qrels_train, max_pairs=max_pairs,
-                           seed=defaults["seed"], progress=progress)
+                           seed=defaults["seed"], corpus_pairs=not args.no_corpus_pairs, progress=progress)
     pairs_s = time.perf_counter() - t0
     registry = Registry(work / "models")
     t0 = time.perf_counter()
     trained = train_biencoder(
-        registry, model_name, pairs, epochs=defaults["epochs"], batch_size=defaults["batch_size"],
+        registry, model_name, pairs, epochs=epochs, batch_size=defaults["batch_size"],
         learning_rate=defaults["learning_rate"], time_budget=budget, threads=THREADS, seed=defaults["seed"],
         holdout=defaults["holdout"],
         data_source=f"SciFact index ({info.chunks} chunks)" + (" + qrels/train.tsv" if args.qrels_train else ""),
@@ -242,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                "fingerprint": report.fingerprint, "runtime": tuned.runtime,
                "batch_size": defaults["reindex_batch_size"]}
     emit("retriever_adaptation.reindex", **reindex)
-    adapted = score("adapted", adapted_store, tuned, queries, qrels)
+    adapted = score("adapted", adapted_store, tuned, queries, qrels, fusion)
     total_s = time.monotonic() - started
     goal_met = adapted["hybrid"]["ndcg@10"] >= GOAL_NDCG
     emit("retriever_adaptation.summary", base_ndcg10=base["hybrid"]["ndcg@10"],
@@ -253,8 +267,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick or args.no_docs:
         print("(--quick or --no-docs: docs/benchmarks.md not written)", file=sys.stderr)
         return 0
+    variant = ", ".join(v for v in (
+        "labels only" if args.no_corpus_pairs else "",
+        f"{epochs:g} epochs" if args.epochs is not None else "",
+        f"fusion RRF k {fusion.get('rrf_k', 20)}, dense weight {fusion.get('dense_weight', 1.0):g}" if fusion else "",
+    ) if v)
     record(info.chunks, base, adapted, training, reindex, base_root.name,
-           train_queries=len(qrels["train"]) if args.qrels_train else None)
+           train_queries=len(qrels["train"]) if args.qrels_train else None, variant=variant)
     return 0
 
 
@@ -268,23 +287,26 @@ def qrels_intro(chunks: int, base_cache: str, train_queries: int) -> str:
         "chunk of each gold abstract, up to 4 hard negatives from the BM25 / dense top, never a gold abstract), "
         "plus pairs generated from the corpus filling `--max-pairs` (`collect_pairs`, what `ragtune tune "
         "retriever --queries --qrels` runs), then `train_biencoder`. No test query or qrel is used in training "
-        "or to choose anything; every setting is the command's default except the time budget. The \"train "
-        "hybrid nDCG@10\" column is then on queries trained on (a fit check, not a generalisation figure). Goal "
-        f"(issue 17): test hybrid nDCG@10 ≥ {GOAL_NDCG} with search p50 ≤ {GOAL_P50_MS:.0f} ms. Machine: "
+        "or to choose anything; every setting is the command's default except the time budget, and except what a "
+        "row's label names in parentheses (chosen on a dev split of the train queries by `scifact_dev_select.py`). "
+        "The \"train hybrid nDCG@10\" column is then on queries trained on (a fit check, not a generalisation "
+        f"figure). Goal (issue 17): test hybrid nDCG@10 ≥ {GOAL_NDCG} with search p50 ≤ {GOAL_P50_MS:.0f} ms. Machine: "
         f"{machine()}, embedder threads {THREADS}."
     )
 
 
 def record(chunks: int, base: dict[str, Any], adapted: dict[str, Any], training: dict[str, Any],
-           reindex: dict[str, Any], base_cache: str, train_queries: int | None = None) -> None:
+           reindex: dict[str, Any], base_cache: str, train_queries: int | None = None, variant: str = "") -> None:
     """Insert or replace this benchmark's rows in docs/benchmarks.md (``train_queries``: a ``--qrels-train``
-    run, written to its own sections)."""
+    run, written to its own sections; ``variant``: the settings that differ from the command's defaults, which
+    name the adapted row and the cost rows, so a variant does not replace the default's rows)."""
+    suffix = f" ({variant})" if variant else ""
     today = datetime.date.today().isoformat()
     command = command_line()
     qrels_run = train_queries is not None
     section, cost_section = (SECTION_QRELS, COST_SECTION_QRELS) if qrels_run else (SECTION, COST_SECTION)
     adapted_label = (f"adapted with the {train_queries} train qrels" if qrels_run
-                     else "adapted from the corpus alone")
+                     else "adapted from the corpus alone") + suffix
     intro = qrels_intro(chunks, base_cache, train_queries or 0) if qrels_run else (
         "SciFact test (300 queries, `qrels/test.tsv`), document level, through ragtune's pipeline: the index of "
         f"`scifact_retrieval.py` (256-token chunks, 32 overlap, public ACL, {chunks} chunks; cache `.bench/"
@@ -354,7 +376,7 @@ def record(chunks: int, base: dict[str, Any], adapted: dict[str, Any], training:
          f"batch {reindex['batch_size']}"),
     ]
     for key, value, note in rows:
-        write_row(cost_section, key, f"| {key} | {value} | {note} | {today} |",
+        write_row(cost_section, key + suffix, f"| {key}{suffix} | {value} | {note} | {today} |",
                   header=["measure", "value", "notes", "measured"], command=command, intro=cost_intro)
 
 

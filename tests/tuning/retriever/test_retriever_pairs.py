@@ -67,6 +67,34 @@ def test_a_query_with_two_gold_documents_never_shares_a_batch() -> None:
         assert len({p.query for p in batch}) == len(batch)
 
 
+def test_answer_level_pairs_of_one_document_share_batches_without_false_negatives() -> None:
+    """One long document (a policy) read by one group: its passages are each other's in-batch negatives when the
+    labels name the answer, but never a passage that holds another member's answer, nor one chunk twice."""
+    passages = [f"section {i}: the retention period is {i} days" for i in range(10)]
+    pairs = [TrainingPair(query=f"question {n}", positive=passages[n % 10], kind="labelled",
+                          chunk_id=f"policy#{n % 10}", doc_id="policy", acl=("group:legal",), negative="other text",
+                          answers=(f"{n % 10} days",)) for n in range(20)]
+    # one more passage holds the answers of passages 3 and 4: it never shares a batch with them
+    pairs.append(TrainingPair(query="late question", positive="both 3 days and 4 days apply", kind="labelled",
+                              chunk_id="policy#x", doc_id="policy", acl=("group:legal",), negative="other text",
+                              answers=("both 3 days",)))
+    batches = make_batches(pairs, 8, random.Random(0))
+    assert sum(len(b) for b in batches) == len(pairs)
+    assert max(len(b) for b in batches) > 1  # the same document, yet batched together
+    for batch in batches:
+        assert len({p.chunk_id for p in batch}) == len(batch)
+        for p in batch:
+            for other in batch:
+                if other is not p:
+                    assert not any(a.casefold() in other.positive.casefold() for a in p.answers)
+    # a document-level pair (no answers) of the same document still shares its batch with none of them
+    doc_level = TrainingPair(query="doc question", positive="section 5 again", kind="labelled",
+                             chunk_id="policy#5b", doc_id="policy", acl=("group:legal",), negative="other text")
+    for batch in make_batches([*pairs, doc_level], 8, random.Random(1)):
+        if doc_level in batch:
+            assert batch == [doc_level]
+
+
 def test_held_out_split_is_by_document(pair_set: PairSet) -> None:
     train, held = split_by_document(pair_set.pairs, 0.25, seed=0)
     assert held and train

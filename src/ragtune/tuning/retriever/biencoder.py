@@ -25,7 +25,7 @@ from ragtune.models.embedder import minilm_model_dir
 from ragtune.models.hf import export_onnx, ids_and_mask_module, offline, quiet, torch_threads
 from ragtune.tuning.registry import ModelCard, Registry
 from ragtune.tuning.retriever.loop import train_steps, training_sections
-from ragtune.tuning.retriever.pairs import PairSet, TrainingPair, holdout_unit, split_by_document
+from ragtune.tuning.retriever.pairs import PairSet, TrainingPair, fold_text, holdout_unit, split_by_document
 from ragtune.tuning.retriever.tuned import ENCODER_DIR, KIND, ONNX_FILE, weights_digest
 
 Progress = Callable[[str, int, int, dict[str, float]], None]
@@ -43,9 +43,48 @@ class TrainedRetriever:
     adapted_ranks: list[int] = field(default_factory=list)
 
 
+class _OpenBatch:
+    """A batch being filled, with what its members rule out for a newcomer."""
+
+    def __init__(self) -> None:
+        self.pairs: list[TrainingPair] = []
+        self.docs: set[str] = set()  # every member's document
+        self.whole_docs: set[str] = set()  # documents of document-level members: no other passage of them joins
+        self.chunks: set[str] = set()
+        self.queries: set[str] = set()
+        self.folded: list[str] = []  # members' positives, folded
+
+    def admits(self, p: TrainingPair, folded: str) -> bool:
+        """Whether ``p`` may join: no query twice; a document-level pair (no answers) shares its document with
+        nobody; an answer-level pair shares no chunk, holds no member's answer, and no member holds its answer."""
+        if p.query in self.queries:
+            return False
+        if not p.answers:
+            return p.doc_id not in self.docs
+        if p.doc_id in self.whole_docs or p.chunk_id in self.chunks:
+            return False
+        if any(fold_text(a) in text for a in p.answers for text in self.folded):
+            return False
+        return not any(fold_text(a) in folded for m in self.pairs for a in m.answers)
+
+    def add(self, p: TrainingPair, folded: str) -> None:
+        """Take ``p`` in."""
+        self.pairs.append(p)
+        self.docs.add(p.doc_id)
+        if not p.answers:
+            self.whole_docs.add(p.doc_id)
+        self.chunks.add(p.chunk_id)
+        self.queries.add(p.query)
+        self.folded.append(folded)
+
+
 def make_batches(pairs: Sequence[TrainingPair], batch_size: int, rng: random.Random) -> list[list[TrainingPair]]:
-    """Batches of one ACL each (and all with or all without a negative), no document or query twice in a batch,
-    in a shuffled order. A lone pair without a negative teaches nothing and is left out."""
+    """Batches of one ACL each (and all with or all without a negative), in a shuffled order, in which no
+    member's positive is a false negative of another: no query twice (its other gold document would be one of
+    its in-batch negatives), no document twice for document-level pairs, and for answer-level pairs (labelled
+    with the answer text, :attr:`TrainingPair.answers`) no chunk twice and no passage holding another member's
+    answer — so a long document's passages can be each other's negatives. A lone pair without a negative
+    teaches nothing and is left out."""
     groups: dict[tuple[tuple[str, ...], bool], list[TrainingPair]] = defaultdict(list)
     for p in pairs:
         groups[(p.acl, p.negative is not None)].append(p)
@@ -53,20 +92,17 @@ def make_batches(pairs: Sequence[TrainingPair], batch_size: int, rng: random.Ran
     for key in sorted(groups):
         items = groups[key][:]
         rng.shuffle(items)
-        # a batch never holds one document twice, nor one query twice (a query's other gold document would be
-        # one of its in-batch negatives)
-        open_: list[tuple[list[TrainingPair], set[str]]] = []
+        open_: list[_OpenBatch] = []
         for p in items:
-            for batch, seen in open_:
-                if p.doc_id not in seen and "\0q" + p.query not in seen:
-                    batch.append(p)
-                    seen.update((p.doc_id, "\0q" + p.query))
-                    break
-            else:
-                open_.append(([p], {p.doc_id, "\0q" + p.query}))
-            batches.extend(b for b, _ in open_ if len(b) >= batch_size)
-            open_ = [(b, d) for b, d in open_ if len(b) < batch_size]
-        batches.extend(b for b, _ in open_ if len(b) > 1 or b[0].negative is not None)
+            folded = fold_text(p.positive)
+            target = next((b for b in open_ if b.admits(p, folded)), None)
+            if target is None:
+                target = _OpenBatch()
+                open_.append(target)
+            target.add(p, folded)
+            batches.extend(b.pairs for b in open_ if len(b.pairs) >= batch_size)
+            open_ = [b for b in open_ if len(b.pairs) < batch_size]
+        batches.extend(b.pairs for b in open_ if len(b.pairs) > 1 or b.pairs[0].negative is not None)
     rng.shuffle(batches)
     return batches
 

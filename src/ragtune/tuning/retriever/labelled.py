@@ -44,7 +44,7 @@ from ragtune.models.embedder import Embedder
 from ragtune.store.base import Store
 from ragtune.tuning.retriever.corpus import StoredCorpus, acl_key, read_corpus
 from ragtune.tuning.retriever.negatives import MIN_BODY_WORDS, body_words, mine_negatives, with_negatives
-from ragtune.tuning.retriever.pairs import PairSet, Progress, TrainingPair
+from ragtune.tuning.retriever.pairs import PairSet, Progress, TrainingPair, fold_text
 
 KIND = "labelled"
 
@@ -115,10 +115,6 @@ class BestChunk:
         return chunks[allowed[int(np.argmax(scores))]]
 
 
-def _folded(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
 def rejects_answer(answers: tuple[str, ...], chunk: Chunk) -> bool:
     """:func:`holds_answer` with the answers first, for ``functools.partial``."""
     return holds_answer(chunk, answers)
@@ -126,8 +122,8 @@ def rejects_answer(answers: tuple[str, ...], chunk: Chunk) -> bool:
 
 def holds_answer(chunk: Chunk, answers: tuple[str, ...]) -> bool:
     """Whether ``chunk``'s text holds one of ``answers`` (case and whitespace aside)."""
-    text = _folded(chunk.text)
-    return any(_folded(a) in text for a in answers)
+    text = fold_text(chunk.text)
+    return any(fold_text(a) in text for a in answers)
 
 
 def chunks_by_document(corpus: StoredCorpus) -> dict[str, list[Chunk]]:
@@ -176,15 +172,17 @@ def labelled_pairs(store: Store, embedder: Embedder, queries: Path, qrels: Path 
     seen: set[tuple[str, str]] = set()
     for i, (q, doc, gold) in enumerate(wanted):
         chunk = best(doc, vectors[q.text], q.answers)
+        answers = q.answers  # an answer-level label (see TrainingPair.answers)
         if chunk is None:
             counts["answer_not_found"] += 1
-            chunk = best(doc, vectors[q.text])
+            chunk, answers = best(doc, vectors[q.text]), ()
             assert chunk is not None
         if (q.text, chunk.chunk_id) in seen:  # the same query text twice, or two gold ids naming one document
             counts["labelled_duplicates"] += 1
         else:
             seen.add((q.text, chunk.chunk_id))
-            pair = TrainingPair(q.text, chunk.search_text, KIND, chunk.chunk_id, chunk.doc_id, acl_key(chunk.acl))
+            pair = TrainingPair(q.text, chunk.search_text, KIND, chunk.chunk_id, chunk.doc_id, acl_key(chunk.acl),
+                                answers=tuple(answers))
             if q.answers:
                 found = mine_negatives(store, corpus, q.text, vectors[q.text], chunk, (), negatives,
                                        reject=functools.partial(rejects_answer, q.answers))

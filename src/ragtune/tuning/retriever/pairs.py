@@ -47,6 +47,9 @@ class TrainingPair:
     negative_id: str | None = None
     negative_source: str | None = None  # bm25 | dense
     extra_negatives: tuple[str, ...] = ()  # further hard negatives after ``negative`` (labelled and feedback pairs)
+    # A labelled question's answer texts when its positive holds one (an answer-level label): other passages of
+    # the same document may then be its in-batch negatives, as long as none holds one of these answers.
+    answers: tuple[str, ...] = ()
 
 
 @dataclass
@@ -60,7 +63,8 @@ class PairSet:
         """SHA-256 of the pairs (queries, positives, negatives, in order): the card's data hash."""
         h = hashlib.sha256()
         for p in self.pairs:
-            h.update("\0".join((p.query, p.positive, p.negative or "", *p.extra_negatives)).encode() + b"\1")
+            h.update("\0".join((p.query, p.positive, p.negative or "", *p.extra_negatives, *p.answers)).encode()
+                     + b"\1")
         return h.hexdigest()
 
 
@@ -192,3 +196,8 @@ def split_by_document(pairs: Sequence[TrainingPair], holdout: float, seed: int =
     random.Random(seed).shuffle(docs)
     held = set(docs[: max(1, math.floor(len(docs) * holdout))])
     return [p for p in pairs if p.doc_id not in held], [p for p in pairs if p.doc_id in held]
+
+
+def fold_text(text: str) -> str:
+    """``text`` with whitespace collapsed and case folded: how answers are matched inside passages."""
+    return " ".join(text.split()).casefold()
