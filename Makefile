@@ -27,6 +27,7 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples scripts
 	$(BIN)/mypy
 	$(BIN)/python tests/ui/setup_browser.py  # the browser tests' Chromium (apt) and axe-core (npm), if missing
+	bash scripts/setup_postgres.sh  # PostgreSQL 15 + pgvector (apt, Debian's source) for the store tests, if missing
 	$(BIN)/pytest -q
 
 test-slow: $(STAMP)

@@ -41,8 +41,9 @@ from ragtune.core import Answer, Hit, Principal
 from ragtune.errors import ConfigError, RagtuneError
 from ragtune.evaluation.cli import eval_app
 from ragtune.extract.cli import extract
-from ragtune.index_cli import check, roots_app, sources
+from ragtune.index_cli import check, migrate, roots_app, sources
 from ragtune.ingest.acl import parse_acl_option
+from ragtune.ingest.sync import SyncReport
 from ragtune.project import Project
 from ragtune.server.cli import serve
 from ragtune.service.keys_cli import keys_app
@@ -93,6 +94,26 @@ def init(
     out.print(f"created {path}\nnext: ragtune ingest PATH --project {directory}")
 
 
+RayOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray", metavar="auto|ADDRESS",
+        help="Parse, chunk and embed on a Ray cluster (docs/ray.md): `auto` connects to $RAY_ADDRESS or starts a "
+        "local Ray on 127.0.0.1; ADDRESS is the head's HOST:PORT or ray://HOST:10001. This process still reads "
+        "the files, resolves every ACL and writes the index; the result equals a local ingest.",
+    ),
+]
+
+
+def _print_nodes(report: SyncReport) -> None:
+    """Where a Ray sync ran: node ids (their first 12 hex digits) per stage."""
+    for stage, verb in (("parse", "parsed"), ("embed", "embedded")):
+        nodes = report.nodes.get(stage)
+        if nodes:
+            out.print(f"  ray: {verb} on {len(nodes)} node(s): {', '.join(n[:12] for n in nodes)}",
+                      markup=False, highlight=False)
+
+
 @app.command()
 def ingest(
     path: Annotated[Path, typer.Argument(help="Folder (or file) of md, txt, html, pdf, docx, csv, jsonl files.")],
@@ -104,6 +125,7 @@ def ingest(
         ),
     ] = None,
     project: ProjectOpt = None,
+    ray: RayOpt = None,
 ) -> None:
     """Ingest a folder incrementally (only new or changed files are embedded).
 
@@ -116,28 +138,35 @@ def ingest(
 
     On a terminal, a bar on stderr shows chunks embedded out of the chunks to embed (chunks/s, ETA) and files
     handled out of files found: files are read and chunked first, so the total is known before embedding.
+
+    With --ray, parsing, chunking and embedding run as Ray tasks and actors (one embedder per worker process);
+    the bar, the report and the exit status are the same, plus a line naming the nodes that did the work. An
+    unreachable cluster fails before the index is touched; a dead worker's share goes to the others, and if all
+    are lost the command fails with only complete batches written, and the same command resumes.
     """
     proj = Project.open(project)
     default_acl = parse_acl_option(acl) if acl else None
     with _progress() as bar:
-        report = proj.ingest(path, default_acl, _RichSyncProgress(bar))
+        report = proj.ingest(path, default_acl, _RichSyncProgress(bar), ray=ray)
     _print_report(report, Path(os.path.realpath(path)))
+    _print_nodes(report)
     _exit_if_failed([report])
 
 
 @app.command()
-def sync(project: ProjectOpt = None) -> None:
+def sync(project: ProjectOpt = None, ray: RayOpt = None) -> None:
     """Re-sync every folder ingested before (changes, deletions and ACL changes take effect now).
 
     A folder that has vanished is reported and its documents removed (ingest.keep_missing_roots keeps them);
     the other folders are synced all the same. Exit status 3 when any file or folder failed. Progress: as for
-    `ingest`, per folder.
+    `ingest`, per folder; --ray as for `ingest`.
     """
     proj = Project.open(project)
     with _progress() as bar:
-        results = proj.sync(_RichSyncProgress(bar))
+        results = proj.sync(_RichSyncProgress(bar), ray=ray)
     for root, report in results:
         _print_report(report, root)
+        _print_nodes(report)
     _exit_if_failed([r for _, r in results])
 
 
@@ -373,6 +402,7 @@ def run_pipeline(
 app.command()(sources)
 app.add_typer(roots_app, name="roots")
 app.command()(check)
+app.command("migrate")(migrate)
 app.command("advise")(advise_guide)
 app.add_typer(verify_app, name="verify")
 app.add_typer(eval_app, name="eval")

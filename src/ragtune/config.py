@@ -115,9 +115,34 @@ class RetrievalSettings(_Section):
 
 
 class StoreSettings(_Section):
-    """Which store backend holds the index (``lance``: LanceDB in ``store_path``, embedded, the default)."""
+    """Which store backend holds the index (``lance``: LanceDB in ``store_path``, embedded, the default;
+    ``postgres``: PostgreSQL + pgvector, docs/postgres.md).
 
-    kind: Literal["lance"] = "lance"
+    ``dsn`` may name host, database and user but never a password: give the whole DSN in ``RAGTUNE_STORE_DSN``
+    (or ``store_dsn: ...`` in the secrets file), which wins over this one. ``schema``: the PostgreSQL schema
+    holding this project's index; ``pool_size``: connections each process keeps at most.
+    """
+
+    kind: Literal["lance", "postgres"] = "lance"
+    dsn: str | None = None
+    schema_name: str = Field("ragtune", alias="schema", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    pool_size: int = Field(5, ge=1, le=100)
+
+    @field_validator("dsn")
+    @classmethod
+    def _no_password(cls, value: str | None) -> str | None:
+        # Never echo the DSN in these messages: the point is that it may hold a secret.
+        from ragtune.store.pg_dsn import WHERE, dsn_has_password
+
+        if not value:
+            return value
+        try:
+            has_password = dsn_has_password(value)
+        except ConfigError as exc:  # its message never quotes the DSN
+            raise ValueError(str(exc)) from None
+        if has_password:
+            raise ValueError(f"never put the database password in ragtune.yaml: {WHERE}")
+        return value
 
 
 class RerankSettings(_Section):

@@ -8,6 +8,7 @@ CONFIG_TEMPLATE = """\
 store_path: index
 store:
   kind: lance          # the embedded LanceDB store (vectors, BM25, ACL columns, sync state) in store_path
+                       # postgres: PostgreSQL + pgvector (docs/postgres.md); the DSN from RAGTUNE_STORE_DSN
 # Where trained classifiers are registered (one folder per model, one sub-folder per version).
 models_path: models
 

@@ -172,3 +172,63 @@ def check(
             out.print(f"[green]repaired[/green]: removed {len(report.damaged)} document(s) and re-synced every root")
     if not report.ok and not repair:
         raise typer.Exit(EXIT_FILES_FAILED)
+
+
+def migrate(
+    to: Annotated[str, typer.Option("--to", show_default=False, help="Where to copy the index: `postgres` (the DSN "
+                                    "from RAGTUNE_STORE_DSN, a RAGTUNE_STORE_DSN_FILE secret or the secrets file, "
+                                    "else store.dsn), a postgresql://USER@HOST:PORT/DB URL WITHOUT a password "
+                                    "(libpq then reads PGPASSWORD or ~/.pgpass), or lance:PATH (a new embedded "
+                                    "index folder).")],
+    schema: Annotated[str | None, typer.Option("--schema", help="The PostgreSQL schema to copy into (default: "
+                                               "store.schema, `ragtune`).")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Overwrite a target that already holds an index (or an "
+                                          "unfinished migration).")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Chunks read (and written) per batch.")] = 1000,
+    verify_sample: Annotated[int, typer.Option("--verify-sample", min=0, help="Chunks whose every field and vector "
+                                               "are compared after the copy (counts, documents, ACLs, roots, sync "
+                                               "log and metadata are always compared).")] = 100,
+    project: ProjectOpt = None,
+) -> None:
+    """Copy the project's index to another store without re-embedding: LanceDB to PostgreSQL, or back.
+
+    Copies every chunk with its vector and ACL, and the sync state (ingested roots, sync log, metadata with the
+    embedder's fingerprint, so searching the copy with another embedder is still refused), holding both
+    stores' write locks. A target that already holds anything is refused unless --replace. Afterwards it
+    verifies the copy (chunk counts, documents, every chunk's ACL, the sync state, and --verify-sample chunks'
+    text and vectors) and prints the ragtune.yaml lines that switch the project to the new store; the project
+    keeps using its current store until you change them. A failed copy leaves the target marked incomplete
+    (searches on it are refused); run the same command with --replace to redo it. Never put a password in
+    --to: give the whole DSN in RAGTUNE_STORE_DSN and use --to postgres.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ragtune.store.migrate import close_store, migrate_store, open_target, parse_target, store_identity
+
+    proj = Project.open(project)
+    s = proj.settings.store
+    target = parse_target(to, configured_dsn=s.dsn, schema=schema, default_schema=s.schema_name)
+    source = proj.store
+    where = target.describe()
+    store = open_target(target, proj.embedder.dim)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(bar_width=None), MofNCompleteColumn(),
+                   TimeRemainingColumn(), console=err, expand=True, disable=not err.is_terminal)
+    try:
+        with bar:
+            task = bar.add_task("copying chunks", total=None)
+
+            def progress(phase: str, done: int, total: int) -> None:
+                label = {"copy": "copying chunks", "optimize": "building indexes", "verify": "verifying"}[phase]
+                bar.update(task, description=label, completed=done, total=total)
+
+            report = migrate_store(source, store, source_name=store_identity(source), target_name=where,
+                                   batch_size=batch_size, verify_sample=verify_sample, replace=replace,
+                                   progress=progress)
+    finally:
+        close_store(store)
+    out.print(f"[green]copied {report.chunks} chunks[/green] of {report.documents} documents, {report.roots} "
+              f"root(s), {report.sync_entries} sync log entries and the metadata to {escape(where)} in "
+              f"{report.seconds:.1f} s (copy {report.copy_seconds:.1f} s, indexes {report.optimize_seconds:.1f} s, "
+              f"verify {report.verify_seconds:.1f} s); verified, {report.verified_sample} chunks' vectors compared")
+    out.print(f"to switch the project to it, put this in {escape(str(proj.settings.project_dir / 'ragtune.yaml'))}:")
+    out.print(escape(target.settings_snippet()), highlight=False)

@@ -13,7 +13,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +26,7 @@ from ragtune.config import Settings, load_settings
 from ragtune.core import Acl, Answer, Chunk, Principal
 from ragtune.errors import ConfigError, EmptyCorpusError, RagtuneError
 from ragtune.ingest.check import CheckReport, check_index
+from ragtune.ingest.executor import IngestExecutor
 from ragtune.ingest.roots import RootSet, load_roots, place_root, save_roots, source_prefix_matches
 from ragtune.ingest.sync import Syncer, SyncProgress, SyncReport, record_sync
 from ragtune.models.embedder import Embedder, make_embedder
@@ -91,12 +92,20 @@ class Project:
 
     @cached_property
     def store(self) -> Store:
-        """The project's store (``store.kind``; ``lance``: LanceDB in ``store_path``)."""
+        """The project's store (``store.kind``; ``lance``: LanceDB in ``store_path``; ``postgres``: PostgreSQL +
+        pgvector, the DSN from ``RAGTUNE_STORE_DSN``, the secrets file or ``store.dsn``)."""
         kind = self.settings.store.kind
         if kind == "lance":
             from ragtune.store.lance import LanceStore
 
             return LanceStore(self.settings.index_dir, dim=self.embedder.dim)
+        if kind == "postgres":
+            from ragtune.store.pg_dsn import resolve_dsn
+            from ragtune.store.postgres import PostgresStore
+
+            s = self.settings.store
+            return PostgresStore(resolve_dsn(s.dsn), dim=self.embedder.dim, schema=s.schema_name,
+                                 pool_size=s.pool_size)
         raise ConfigError(f"store.kind {kind!r} is not available")  # pragma: no cover - Literal-checked
 
     @cached_property
@@ -260,40 +269,57 @@ class Project:
             self._checkers[model] = load_checker(self.registry, model)
         return cast("GroundednessChecker | LexicalOverlapChecker", self._checkers[model])
 
-    def _syncer(self) -> Syncer:
+    def _syncer(self, executor: IngestExecutor | None = None) -> Syncer:
         c, i = self.settings.chunking, self.settings.ingest
         return Syncer(
             self.store, self.embedder, max_tokens=c.max_tokens, overlap_tokens=c.overlap_tokens,
-            max_file_mb=i.max_file_mb, follow_external_links=i.follow_external_links,
+            max_file_mb=i.max_file_mb, follow_external_links=i.follow_external_links, executor=executor,
         )
+
+    def _executor(self, ray: str | None) -> AbstractContextManager[IngestExecutor | None]:
+        """Where a sync parses, chunks and embeds: this process (None), or the Ray cluster ``ray`` names."""
+        if ray is None:
+            return nullcontext(None)
+        from ragtune.ingest.ray_exec import ray_executor
+
+        return ray_executor(ray, self.settings, self.embedder.fingerprint)
 
     def roots(self) -> RootSet:
         """The folders (and files) ingested so far, with their ``--acl`` defaults."""
         return load_roots(self.store.state)
 
-    def ingest(self, path: Path, acl: Acl | None = None, progress: SyncProgress | None = None) -> SyncReport:
+    def ingest(self, path: Path, acl: Acl | None = None, progress: SyncProgress | None = None,
+               ray: str | None = None) -> SyncReport:
         """Sync one folder (or file) into the index; ``acl`` applies to files with no ACL of their own.
 
         A path inside an ingested root syncs that part of the root (with the root's default ACL); a folder
-        holding ingested roots absorbs them. Either way each file has one root and one default.
+        holding ingested roots absorbs them. Either way each file has one root and one default. ``ray``
+        (``auto`` or a cluster address) parses, chunks and embeds on Ray (docs/ray.md); it is connected before
+        the index is touched.
         """
         real = Path(os.path.realpath(path))
         if not real.exists():
             raise RagtuneError(f"{path} does not exist; pass a folder or file to ingest")
-        index_dir = self.settings.index_dir
-        state = self.store.state
-        with state.write_lock(f"ingest {real}"):
-            self._check_embedder(record=True)
-            roots = load_roots(state)
-            place_root(roots, real, acl)
-            save_roots(state, roots)  # before the first batch, so a killed first ingest can be resumed
-            report = self._syncer().sync(real, progress=progress, exclude=(index_dir,), roots=roots)
-            record_sync(state, real, report)
+        with self._executor(ray) as executor:
+            index_dir = self.settings.index_dir
+            state = self.store.state
+            with state.write_lock(f"ingest {real}"):
+                self._check_embedder(record=True)
+                roots = load_roots(state)
+                place_root(roots, real, acl)
+                save_roots(state, roots)  # before the first batch, so a killed first ingest can be resumed
+                report = self._syncer(executor).sync(real, progress=progress, exclude=(index_dir,), roots=roots)
+                record_sync(state, real, report)
         return report
 
-    def sync(self, progress: SyncProgress | None = None) -> list[tuple[Path, SyncReport]]:
+    def sync(self, progress: SyncProgress | None = None, ray: str | None = None) -> list[tuple[Path, SyncReport]]:
         """Re-sync every root. A missing root is reported and, unless ``ingest.keep_missing_roots``, loses its
-        documents; the other roots are synced all the same. Documents under no root are removed."""
+        documents; the other roots are synced all the same. Documents under no root are removed. ``ray``: as
+        for :meth:`ingest`."""
+        with self._executor(ray) as executor:
+            return self._sync(progress, executor)
+
+    def _sync(self, progress: SyncProgress | None, executor: IngestExecutor | None) -> list[tuple[Path, SyncReport]]:
         index_dir = self.settings.index_dir
         state = self.store.state
         with state.write_lock("sync"):
@@ -307,7 +333,7 @@ class Project:
                                    f"{self.settings.index_dir}: run `ragtune ingest FOLDER` for each folder, or "
                                    "`ragtune check --repair` to drop documents under no folder")
             out = []
-            syncer = self._syncer()
+            syncer = self._syncer(executor)
             for root in roots:
                 if not root.exists():
                     report = self._missing_root(root)

@@ -9,11 +9,11 @@ import pytest
 from ragtune.core import Principal
 from ragtune.store.base import Store
 from ragtune.store.lance import LanceStore, acl_filter
-from ragtune.testing.store import LEGAL, StoreConformanceSuite, ids
+from ragtune.testing.store import LEGAL, ExportTest, StoreConformanceSuite, ids
 from ragtune.testing.sync_state import SyncStateTest
 
 
-class TestLanceStore(StoreConformanceSuite, SyncStateTest):
+class TestLanceStore(StoreConformanceSuite, SyncStateTest, ExportTest):
     @pytest.fixture
     def store(self, tmp_path: Path) -> Store:
         return LanceStore(tmp_path / "lance")

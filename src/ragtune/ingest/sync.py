@@ -14,15 +14,18 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from ragtune.core import Acl, Chunk, Document
+import numpy as np
+
+from ragtune.core import Acl, Chunk
 from ragtune.errors import AclError, FrontMatterError, RagtuneError
 from ragtune.ingest.acl import AclResolver
-from ragtune.ingest.chunking import chunk_document
-from ragtune.ingest.parsers import parse_bytes, read_front_matter, read_source
+from ragtune.ingest.executor import IngestExecutor, LocalExecutor, ParseJob, ParseOutcome
+from ragtune.ingest.parsers import read_front_matter, read_source
 from ragtune.ingest.roots import RootSet, is_within, source_prefix_matches
 from ragtune.ingest.walk import Found, walk_sources
 from ragtune.models.embedder import Embedder
@@ -77,11 +80,15 @@ class SyncReport:
     locked_out: list[str] = field(default_factory=list)  # documents made readable by nobody by a failure
     chunks_embedded: int = 0
     seconds: float = 0.0
+    nodes: dict[str, list[str]] = field(default_factory=dict)  # stage -> Ray node ids it ran on (a Ray sync only)
 
     @property
     def changed(self) -> bool:
         """Whether the store was written."""
         return bool(self.ingested or self.updated or self.reacl or self.deleted or self.locked_out)
+
+
+WINDOW_BYTES = 64_000_000  # file bytes held for one executor window at most (a window also ends at its file count)
 
 
 def doc_id_for(path: Path) -> str:
@@ -108,8 +115,25 @@ class _Pending:
     chunks: list[Chunk]
 
 
+@dataclass
+class _Read:
+    """A file after the syncer read it: unchanged or re-permissioned (``acl``), to parse (``job``), or failed."""
+
+    doc_id: str
+    found: list[Found]
+    path: Path  # the document's path
+    old: DocRecord | None
+    acl: Acl | None = None
+    job: ParseJob | None = None
+    error: RagtuneError | None = None
+
+
 class Syncer:
-    """Syncs folders into one store with one embedder and chunking configuration."""
+    """Syncs folders into one store with one embedder and chunking configuration.
+
+    ``executor`` runs the parsing, chunking and embedding (default: :class:`LocalExecutor` on ``embedder``);
+    whatever it is, the syncer reads the files, resolves every ACL and writes only complete batches.
+    """
 
     def __init__(
         self,
@@ -121,6 +145,7 @@ class Syncer:
         batch_chunks: int = 256,
         follow_external_links: bool = False,
         plan_chunks: int = 50_000,
+        executor: IngestExecutor | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -131,6 +156,7 @@ class Syncer:
         self.follow_external_links = follow_external_links
         # New chunks held before embedding, so the progress total is known (memory: a few KiB per chunk).
         self.plan_chunks = plan_chunks
+        self.executor: IngestExecutor = executor if executor is not None else LocalExecutor(embedder)
 
     def sync(
         self,
@@ -165,21 +191,32 @@ class Syncer:
             progress.start(len(ways))
         # Files are read and chunked first, then embedded in batches, so the chunk total is known before the
         # slow part starts (for up to plan_chunks new chunks at a time; beyond that, in rounds).
+        # The executor parses a window of files at a time (locally one, so each file is parsed as it is read).
         total = getattr(progress, "chunks_total", None)
         pending: list[_Pending] = []
         planned = pending_chunks = 0
-        for doc_id, found in ways.items():
-            status = self._one_file(found, doc_id, known, resolver, walked_root, report, pending)
-            if status in ("new", "updated"):
-                planned += len(pending[-1].chunks)
-                pending_chunks += len(pending[-1].chunks)
-                if total:
-                    total(planned)
-                if pending_chunks >= self.plan_chunks:
-                    self._embed_all(pending, report, progress)
-                    pending, pending_chunks = [], 0
-            elif progress:
-                progress.file_done(found[0].path, status)
+        window: list[_Read] = []
+        window_bytes = 0
+        for n, (doc_id, found) in enumerate(ways.items(), 1):
+            window.append(self._read(found, doc_id, known, resolver, walked_root))
+            window_bytes += len(window[-1].job.data) if window[-1].job else 0
+            if len(window) < self.executor.window and window_bytes < WINDOW_BYTES and n < len(ways):
+                continue
+            jobs = [r.job for r in window if r.job is not None]
+            outcomes = iter(self.executor.map_parse(jobs) if jobs else [])
+            for r in window:
+                status = self._settle(r, next(outcomes) if r.job else None, resolver, walked_root, report, pending)
+                if status in ("new", "updated"):
+                    planned += len(pending[-1].chunks)
+                    pending_chunks += len(pending[-1].chunks)
+                    if total:
+                        total(planned)
+                    if pending_chunks >= self.plan_chunks:
+                        self._embed_all(pending, report, progress)
+                        pending, pending_chunks = [], 0
+                elif progress:
+                    progress.file_done(r.found[0].path, status)
+            window, window_bytes = [], 0
         if total:
             total(planned)  # exact from here on (0 when nothing is new)
         self._embed_all(pending, report, progress)
@@ -193,6 +230,7 @@ class Syncer:
             report.deleted = len(gone)
         if report.changed:
             self.store.optimize()
+        report.nodes = self.executor.placement()
         report.seconds = time.perf_counter() - t0
         return report
 
@@ -209,50 +247,58 @@ class Syncer:
         assert acl is not None
         return acl
 
-    def _one_file(self, found: list[Found], doc_id: str, known: dict[str, DocRecord], resolver: AclResolver,
-                  walked_root: Path, report: SyncReport, pending: list[_Pending]) -> str:
+    def _read(self, found: list[Found], doc_id: str, known: dict[str, DocRecord], resolver: AclResolver,
+              walked_root: Path) -> _Read:
+        """Read and hash one file; an unchanged one gets its current ACL, a new or changed one a parse job."""
         # The real path is the document's path; a target outside the roots keeps the link's path, so the
         # document is removed by the sync of the root holding the link once the link goes.
         way = next((f for f in found if f.path == f.real), found[0])
         path = way.real if not way.external else way.path
-        old = known.get(doc_id)
+        read = _Read(doc_id, found, path, known.get(doc_id))
         try:
             data = read_source(way.real, self.max_bytes)
             doc_hash = hashlib.sha256(data).hexdigest()
-            if old is not None and old.doc_hash == doc_hash:
-                acl = self._acl(found, read_front_matter(data, way.real), resolver, walked_root)
-                if acl.is_empty:
-                    report.no_acl.append(str(path))
-                if tuple(acl.tokens()) == old.acl:
-                    report.unchanged += 1
-                    return "unchanged"
-                self.store.set_acl(doc_id, acl.tokens(), time.time())
-                report.reacl += 1
-                return "reacl"
-            parsed = parse_bytes(data, way.real)
-            acl = self._acl(found, parsed.metadata, resolver, walked_root)
+            if read.old is not None and read.old.doc_hash == doc_hash:
+                read.acl = self._acl(found, read_front_matter(data, way.real), resolver, walked_root)
+                return read
         except RagtuneError as exc:
-            report.failed.append((str(path), str(exc)))
+            read.error = exc
+            return read
+        read.job = ParseJob(doc_id, str(path), way.real, data, doc_hash, os.stat(way.real).st_mtime,
+                            self.max_tokens, self.overlap_tokens)
+        return read
+
+    def _settle(self, read: _Read, parsed: ParseOutcome | None, resolver: AclResolver, walked_root: Path,
+                report: SyncReport, pending: list[_Pending]) -> str:
+        """Record what happened to one file (in file order); returns its status."""
+        found, path, old, error, acl = read.found, read.path, read.old, read.error, read.acl
+        if parsed is not None:
+            error = parsed.error
+            if error is None:
+                try:
+                    acl = self._acl(found, parsed.metadata, resolver, walked_root)
+                except RagtuneError as exc:
+                    error = exc
+        if error is not None:
+            report.failed.append((str(path), str(error)))
             if old is not None:
-                self._fail_closed(old, exc, found, resolver, walked_root, report)
+                self._fail_closed(old, error, found, resolver, walked_root, report)
             return "failed"
+        assert acl is not None
         if acl.is_empty:
             report.no_acl.append(str(path))
-        doc = Document(
-            doc_id=doc_id,
-            source_path=str(path),
-            title=parsed.title,
-            text=parsed.text,
-            sections=tuple(parsed.sections),
-            content_hash=doc_hash,
-            mtime=os.stat(way.real).st_mtime,
-            acl=acl,
-            format=way.real.suffix.lower().lstrip("."),
-        )
-        chunks = chunk_document(doc, self.max_tokens, self.overlap_tokens, self.embedder.count_tokens,
-                                window=self.embedder.window)
+        if parsed is None:  # the same bytes as stored
+            assert old is not None
+            if tuple(acl.tokens()) == old.acl:
+                report.unchanged += 1
+                return "unchanged"
+            self.store.set_acl(read.doc_id, acl.tokens(), time.time())
+            report.reacl += 1
+            return "reacl"
+        tokens = tuple(acl.tokens())
+        chunks = [replace(c, acl=tokens) for c in parsed.chunks]
         status = "new" if old is None else "updated"
-        pending.append(_Pending(doc_id, found[0].path, status, chunks))
+        pending.append(_Pending(read.doc_id, found[0].path, status, chunks))
         if old is None:
             report.ingested += 1
         else:
@@ -282,28 +328,33 @@ class Syncer:
 
     def _embed_all(self, pending: list[_Pending], report: SyncReport, progress: SyncProgress | None) -> None:
         """Embed and write the pending documents in batches of about ``batch_chunks`` chunks."""
-        warm_up = getattr(self.embedder, "warm_up", None)
-        if pending and warm_up:
-            warm_up()  # the model loads before the first batch is reported, so chunks/s is the embedding rate
-        batch: list[_Pending] = []
+        if pending:
+            self.executor.warm_up()  # the model loads before the first batch is reported: chunks/s = embedding rate
+        batches: list[list[_Pending]] = [[]]
         size = 0
         for p in pending:
-            batch.append(p)
+            batches[-1].append(p)
             size += len(p.chunks)
             if size >= self.batch_chunks:
-                self._flush(batch, report, progress)
-                batch, size = [], 0
-        self._flush(batch, report, progress)
+                batches.append([])
+                size = 0
+        batches = [b for b in batches if b]
+        vectors = self.executor.embed_batches([c.search_text for p in b for c in p.chunks] for b in batches)
+        try:
+            for batch in batches:
+                self._flush(batch, vectors, report, progress)
+        finally:
+            close = getattr(vectors, "close", None)
+            if close:
+                close()  # a batch still being embedded elsewhere is dropped, never written
 
-    def _flush(self, pending: list[_Pending], report: SyncReport, progress: SyncProgress | None) -> None:
-        if not pending:
-            return
+    def _flush(self, pending: list[_Pending], vectors: Iterator[np.ndarray], report: SyncReport,
+               progress: SyncProgress | None) -> None:
         if progress:
             for p in pending:
                 progress.file_done(p.path, p.status)
         chunks = [c for p in pending for c in p.chunks]
-        vectors = self.embedder.embed([c.search_text for c in chunks])
-        self.store.replace_documents([p.doc_id for p in pending], chunks, vectors, time.time())
+        self.store.replace_documents([p.doc_id for p in pending], chunks, next(vectors), time.time())
         report.chunks_embedded += len(chunks)
         if progress:
             progress.chunks_embedded(len(chunks))

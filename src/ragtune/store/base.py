@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -79,6 +79,18 @@ class Store(Protocol):
 
     def get_chunks(self, chunk_ids: Sequence[str], principal: Principal) -> dict[str, Chunk]:
         """The chunks with these ids that the principal may read; others are silently absent."""
+        ...
+
+    def iter_chunks(self, batch_size: int = 1000) -> Iterator[tuple[list[Chunk], np.ndarray]]:
+        """Every stored chunk with its vector, ``batch_size`` chunks at a time: (chunks, float32 array of shape
+        ``(len(chunks), dim)``, row i the vector of chunk i).
+
+        An admin export (``ragtune migrate``), never a principal's query: no ACL filter, so chunks nobody may
+        read come back too, each with its ACL. The order is stable and the same on every backend: by
+        ``(doc_id, ordinal, chunk_id)`` compared as code points (byte order of UTF-8), so each document's chunks
+        are consecutive. A backend reads one consistent snapshot where it can (writes made while iterating are
+        not seen). ``batch_size`` below 1 is a ValueError.
+        """
         ...
 
     @property

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -267,6 +267,38 @@ class LanceStore:
             .to_list()
         )
         return {r["chunk_id"]: self._to_chunk(r) for r in rows}
+
+    def iter_chunks(self, batch_size: int = 1000) -> Iterator[tuple[list[Chunk], np.ndarray]]:
+        """Every stored chunk with its vector (float32, one row each), ``batch_size`` chunks at a time, ordered by
+        (doc_id, ordinal, chunk_id) compared as code points; chunks nobody may read included (an admin export).
+
+        Reads one table version (a handle checked out at the version current when iteration starts), so writes
+        made meanwhile are not seen: the key columns are sorted once, then each batch is fetched by id.
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if self.count() == 0:
+            return
+        import lancedb
+
+        snapshot = lancedb.connect(str(self.path)).open_table(TABLE)
+        snapshot.checkout(self.version())
+        keys = snapshot.search().select(["chunk_id", "doc_id", "ordinal"]).limit(None).to_arrow()
+        order = sorted(zip(keys["doc_id"].to_pylist(), keys["ordinal"].to_pylist(), keys["chunk_id"].to_pylist(),
+                           strict=True))
+        for start in range(0, len(order), batch_size):
+            wanted = [cid for _, _, cid in order[start : start + batch_size]]
+            rows = (snapshot.search().where("chunk_id IN " + _in_list(wanted))
+                    .select([*self._COLUMNS, "vector"]).limit(len(wanted)).to_arrow())
+            dim = rows.schema.field("vector").type.list_size
+            matrix = np.asarray(rows["vector"].combine_chunks().flatten(), dtype=np.float32).reshape(-1, dim)
+            at = {cid: i for i, cid in enumerate(rows["chunk_id"].to_pylist())}
+            missing = [cid for cid in wanted if cid not in at]
+            if missing:  # pragma: no cover - a checked-out version is immutable
+                raise RuntimeError(f"chunks {missing[:3]} vanished from table version {snapshot.version}")
+            records = rows.select(self._COLUMNS).to_pylist()
+            positions = [at[cid] for cid in wanted]
+            yield [self._to_chunk(records[i]) for i in positions], matrix[positions]
 
     def _ensure_indexes(self) -> int:
         """Create missing indexes; return the row count. Checked once per table version, not per query."""

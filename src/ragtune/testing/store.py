@@ -410,8 +410,92 @@ class StoreConformanceSuite(DocumentsTest, SearchAclTest, ReplaceAtomicTest, Set
     """Every conformance mixin; the ACL-leakage property is in :mod:`ragtune.testing.store_properties`."""
 
 
+
+class ExportTest(StoreTestBase):
+    """``iter_chunks``: the admin export ``ragtune migrate`` copies from. Every chunk (readable by nobody
+    included) with its vector and ACL, in batches, ordered by (doc_id, ordinal, chunk_id) as code points."""
+
+    @staticmethod
+    def exported(store: Store, batch_size: int = 1000) -> tuple[list[Chunk], np.ndarray, list[int]]:
+        """Every exported chunk, the vectors stacked, and the batch sizes."""
+        chunks: list[Chunk] = []
+        vectors: list[np.ndarray] = []
+        sizes: list[int] = []
+        for batch, matrix in store.iter_chunks(batch_size=batch_size):
+            assert isinstance(matrix, np.ndarray) and matrix.dtype == np.float32
+            assert matrix.ndim == 2 and matrix.shape[0] == len(batch) > 0
+            chunks.extend(batch)
+            vectors.append(matrix)
+            sizes.append(len(batch))
+        return chunks, (np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32)), sizes
+
+    @staticmethod
+    def export_order(chunks: Sequence[Chunk]) -> list[Chunk]:
+        """``chunks`` in the export's order."""
+        return sorted(chunks, key=lambda c: (c.doc_id, c.ordinal, c.chunk_id))
+
+    def test_an_empty_store_exports_nothing(self, store: Store) -> None:
+        assert list(store.iter_chunks()) == []
+
+    def test_every_chunk_comes_back_with_its_vector_and_acl(self, filled_store: Store) -> None:
+        chunks, vectors, sizes = self.exported(filled_store, batch_size=2)
+        assert sizes == [2, 2, 1]
+        # Every field, the ACL included; d3 (readable by nobody, empty ACL) too: an export is not a query.
+        assert chunks == self.export_order(corpus_chunks())
+        assert [c.acl for c in chunks if c.doc_id == "d3"] == [()]
+        assert vectors.shape == (len(chunks), self.vector_dim)
+        for chunk, vector in zip(chunks, vectors, strict=True):
+            np.testing.assert_allclose(vector, self.vector(chunk.chunk_id), rtol=0, atol=1e-6)
+
+    def test_the_order_is_document_then_ordinal_then_id_as_code_points(self, store: Store) -> None:
+        from dataclasses import replace
+
+        acl = ACLS["d2"]
+        # Doc ids whose code-point order differs from a locale's ("B" < "a" < "a-2" < "b" < "é"); ordinals that
+        # sort differently as text (9 before 10) and as ids; two chunks sharing an ordinal (then by id).
+        spec = {
+            "b": [("b-z", 0), ("b-y", 0), ("b-a", 1)],
+            "a": [("a-1", 10), ("a-2", 9)],
+            "é": [("é-0", 0)],
+            "B": [("B-0", 0)],
+            "a-2": [("a-2-0", 0)],
+        }
+        written: list[Chunk] = []
+        for doc_id, parts in spec.items():
+            base = make_chunks(doc_id, [f"Text {cid}." for cid, _ in parts], acl)
+            chunks = [replace(c, chunk_id=cid, ordinal=ordinal) for c, (cid, ordinal) in zip(base, parts, strict=True)]
+            self.write(store, [doc_id], chunks)
+            written.extend(chunks)
+        chunks, _, sizes = self.exported(store, batch_size=3)
+        assert [c.chunk_id for c in chunks] == ["B-0", "a-2", "a-1", "a-2-0", "b-y", "b-z", "b-a", "é-0"]
+        assert chunks == self.export_order(written) and sizes == [3, 3, 2]
+        assert self.exported(store, batch_size=3)[0] == chunks  # stable
+
+    def test_the_export_follows_writes(self, filled_store: Store) -> None:
+        filled_store.delete_documents(["d1"])
+        filled_store.set_acl("d2", ["group:staff"], synced_at=7.0)
+        self.write(filled_store, ["d4"], make_chunks("d4", ["New salary text.", "Second part."], ACLS["d4"], "h2"))
+        chunks, vectors, _ = self.exported(filled_store)
+        assert {c.doc_id for c in chunks} == {"d2", "d3", "d4"}
+        assert [c.acl for c in chunks if c.doc_id == "d2"] == [("group:staff",)]
+        assert [(c.text, c.doc_hash) for c in chunks if c.doc_id == "d4"] == [("New salary text.", "h2"),
+                                                                               ("Second part.", "h2")]
+        np.testing.assert_allclose(vectors[-1], self.vector("d4-00001"), rtol=0, atol=1e-6)
+
+    def test_a_batch_size_below_one_is_refused(self, filled_store: Store) -> None:
+        with pytest.raises(ValueError):
+            list(filled_store.iter_chunks(batch_size=0))
+
+    def test_stopping_an_export_early_leaves_the_store_usable(self, filled_store: Store) -> None:
+        export = filled_store.iter_chunks(batch_size=1)
+        first, _ = next(export)
+        getattr(export, "close", lambda: None)()  # a generator's close(): what a consumer that stops does
+        assert first[0].chunk_id == "d1-00000"
+        filled_store.delete_documents(["d2"])
+        assert [c.doc_id for c in self.exported(filled_store)[0]] == ["d1", "d1", "d3", "d4"]
+
 __all__ = [
-    "ACLS", "CAROL", "EVERYONE", "LEGAL", "OUTSIDER", "TEXTS", "DeleteTest", "DocumentsTest", "ReplaceAtomicTest",
-    "SearchAclTest", "SetAclTest", "StoreConformanceSuite", "StoreTestBase", "VersionTest", "corpus_chunks",
-    "docs_of", "ids", "make_chunks", "unit_vector",
+    "ACLS", "CAROL", "EVERYONE", "LEGAL", "OUTSIDER", "TEXTS", "DeleteTest", "DocumentsTest", "ExportTest",
+    "ReplaceAtomicTest", "SearchAclTest", "SetAclTest", "StoreConformanceSuite", "StoreTestBase", "VersionTest",
+    "corpus_chunks", "docs_of", "ids", "make_chunks", "unit_vector",
 ]

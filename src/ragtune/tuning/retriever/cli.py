@@ -100,9 +100,9 @@ def tune_retriever(
 
     Every training batch holds one ACL, so no chunk is ever paired or contrasted with a chunk other readers may
     not see, and no query or document twice — except that questions labelled with their answer text may share a
-    batch with other passages of their document (never one holding their answer). The packaged all-MiniLM-L6-v2 is fine-tuned (MultipleNegativesRankingLoss) on the CPU with
-    embedder.threads threads; held-out recall@10 is reported for the base and the adapted model. Serve it with
-    `ragtune reindex --embedder registry:NAME`.
+    batch with other passages of their document (never one holding their answer). The packaged all-MiniLM-L6-v2
+    is fine-tuned (MultipleNegativesRankingLoss) on the CPU with embedder.threads threads; held-out recall@10
+    is reported for the base and the adapted model. Serve it with `ragtune reindex --embedder registry:NAME`.
     """
     from ragtune.tuning.retriever.biencoder import RECALL_K, train_biencoder
     from ragtune.tuning.retriever.pairs import holdout_unit
