@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import stat
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-import yaml
-
 from ragtune.errors import ConfigError, GenerationError
 from ragtune.security.redact import redact
-from ragtune.security.secret_files import read_secret_file
+from ragtune.security.secret_files import default_secrets_file, read_secret_file, read_secrets_file_key
 
 Message = dict[str, str]
 API_KEY_ENV = "RAGTUNE_LLM_API_KEY"
@@ -51,12 +48,6 @@ class Generator(Protocol):
         ...
 
 
-def default_secrets_file() -> Path:
-    """``$RAGTUNE_SECRETS_FILE``, else ``~/.config/ragtune/secrets.yaml``."""
-    raw = os.environ.get(SECRETS_FILE_ENV)
-    return Path(raw).expanduser() if raw else Path.home() / ".config" / "ragtune" / "secrets.yaml"
-
-
 def resolve_api_key(env_var: str = API_KEY_ENV, secrets_file: Path | None = None) -> str | None:
     """The API key from ``env_var``, else the file named by ``<env_var>_FILE`` (a platform-mounted secret), else
     ``llm_api_key`` in the secrets file, else None.
@@ -67,30 +58,7 @@ def resolve_api_key(env_var: str = API_KEY_ENV, secrets_file: Path | None = None
     key = os.environ.get(env_var)
     if key:
         return key
-    key = read_secret_file(env_var)
-    if key:
-        return key
-    path = secrets_file or default_secrets_file()
-    if not path.is_file():
-        return None
-    if os.name == "posix":
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise ConfigError(f"{path} is readable or writable by other users (mode {mode:04o}), so its key is "
-                              f"not secret: run `chmod 600 {path}`")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text; it should hold `llm_api_key: ...`") from None
-    except yaml.YAMLError as exc:
-        # The YAML error quotes the offending line, which may be the key itself: give the line number only.
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        where = f" near line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where}; it should hold `llm_api_key: ...`") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping such as `llm_api_key: ...`")
-    value = data.get("llm_api_key")
-    return str(value) if value else None
+    return read_secret_file(env_var) or read_secrets_file_key("llm_api_key", secrets_file)
 
 
 class OpenAICompatibleGenerator:

@@ -1,4 +1,5 @@
-"""Secrets mounted as files: ``<NAME>_FILE`` names a file that holds the value of ``<NAME>``.
+"""Secrets kept in files: ``<NAME>_FILE`` names a file that holds the value of ``<NAME>``, and the owner-only
+secrets file (``$RAGTUNE_SECRETS_FILE``, default ``~/.config/ragtune/secrets.yaml``) maps keys to secrets.
 
 Container platforms (Docker and Kubernetes secrets, systemd ``LoadCredential``) hand a secret to a process as a
 file rather than an environment variable, which ``ps`` and crash dumps can show. The file must be readable by
@@ -48,3 +49,40 @@ def read_secret_file(variable: str) -> str | None:
     if not value.strip():
         raise ConfigError(f"{where}: the file is empty; write the secret into it, or unset {name}")
     return value
+
+
+def default_secrets_file() -> Path:
+    """``$RAGTUNE_SECRETS_FILE``, else ``~/.config/ragtune/secrets.yaml``."""
+    raw = os.environ.get("RAGTUNE_SECRETS_FILE")
+    return Path(raw).expanduser() if raw else Path.home() / ".config" / "ragtune" / "secrets.yaml"
+
+
+def read_secrets_file_key(key: str, path: Path | None = None) -> str | None:
+    """The value of ``key`` in the secrets file (``path``, default :func:`default_secrets_file`); None when the
+    file or the key is absent.
+
+    The file must be readable by its owner only (like an ssh key). Raises ``ConfigError`` naming the path and
+    what to do, never quoting the content (a YAML error gives the line number only: its message would quote it).
+    """
+    path = path or default_secrets_file()
+    if not path.is_file():
+        return None
+    import yaml
+
+    if os.name == "posix":
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise ConfigError(f"{path} is readable or writable by other users (mode {mode:04o}), so its secrets are "
+                              f"not secret: run `chmod 600 {path}`")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; it should hold `{key}: ...`") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f" near line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}; it should hold `{key}: ...`") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping such as `{key}: ...`")
+    value = data.get(key)
+    return str(value) if value else None

@@ -12,13 +12,12 @@ Only the standard library is imported at module level, so ``config.py`` can chec
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterable
 from pathlib import Path
 
 from ragtune.errors import ConfigError
 from ragtune.security.redact import redact
-from ragtune.security.secret_files import read_secret_file
+from ragtune.security.secret_files import read_secret_file, read_secrets_file_key
 
 DSN_ENV = "RAGTUNE_STORE_DSN"
 SECRETS_KEY = "store_dsn"
@@ -69,42 +68,12 @@ def describe_dsn(dsn: str) -> str:
     return redact(where)
 
 
-def _secrets_file() -> Path:
-    raw = os.environ.get("RAGTUNE_SECRETS_FILE")
-    return Path(raw).expanduser() if raw else Path.home() / ".config" / "ragtune" / "secrets.yaml"
-
-
-def _from_secrets_file(path: Path) -> str | None:
-    """``store_dsn`` in the owner-only secrets file (the LLM key's file and rules); never quotes its content."""
-    if not path.is_file():
-        return None
-    import yaml
-
-    if os.name == "posix":
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise ConfigError(f"{path} is readable or writable by other users (mode {mode:04o}), so its DSN is "
-                              f"not secret: run `chmod 600 {path}`")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text; it should hold `{SECRETS_KEY}: ...`") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        where = f" near line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where}; it should hold `{SECRETS_KEY}: ...`") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping such as `{SECRETS_KEY}: ...`")
-    value = data.get(SECRETS_KEY)
-    return str(value) if value else None
-
-
 def resolve_dsn(configured: str | None, secrets_file: Path | None = None) -> str:
     """The DSN to connect with: the environment, a mounted secret file, the secrets file, else ``configured``.
 
     Raises ConfigError naming where to put it when none is set.
     """
-    dsn = (os.environ.get(DSN_ENV) or read_secret_file(DSN_ENV) or _from_secrets_file(secrets_file or _secrets_file())
+    dsn = (os.environ.get(DSN_ENV) or read_secret_file(DSN_ENV) or read_secrets_file_key(SECRETS_KEY, secrets_file)
            or configured)
     if not dsn:
         raise ConfigError(f"store.kind postgres needs a database: set store.dsn in ragtune.yaml (no password) or "
