@@ -14,9 +14,10 @@ the same order, on both stores. Latency is the wall time of ``retrieve()`` with 
 Goal (issue 15): hybrid nDCG@10 on PostgreSQL within 0.01 of the embedded store's.
 
     RAGTUNE_DATA=../shared/data .venv/bin/python benchmarks/postgres_quality.py [--split test|train]
-        [--quick] [--no-docs]
+        [--quick | --queries N] [--no-docs]
 
 ``--quick``: the first 30 queries, nothing written to docs/benchmarks.md (a check that it runs).
+``--queries N``: the first N queries (a wider sample than ``--quick``), nothing written to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -105,12 +106,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", choices=["test", "train"], default="test")
     ap.add_argument("--quick", action="store_true", help=f"only the first {QUICK_QUERIES} queries; no docs row")
+    ap.add_argument("--queries", type=int, metavar="N", help="only the first N queries; no docs row")
     ap.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
     args = ap.parse_args(argv)
+    if args.queries is not None and args.queries < 1:
+        ap.error("--queries must be at least 1")
+    limit = QUICK_QUERIES if args.quick else args.queries
 
     qrels = load_scifact_qrels(args.split)
     queries_all = load_scifact_queries()
-    qids = sorted(qrels, key=lambda q: (len(q), q))[: QUICK_QUERIES if args.quick else None]
+    qids = sorted(qrels, key=lambda q: (len(q), q))[:limit]
     queries = [(q, queries_all[q]) for q in qids]
     principal = Principal("bench")
     embedder = MiniLMEmbedder(batch_size=32, threads=2)
@@ -141,8 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              recall100_delta=round(b["recall@100"] - a["recall@100"], 4),
              same_top10=round(same_top10(by_store["LanceDB"], by_store["PostgreSQL"]), 3))
     emit("postgres_quality.dense_exact_fallbacks", count=exact)
-    if args.quick or args.no_docs:
-        print("(quick or --no-docs run: docs/benchmarks.md not written)", file=sys.stderr)
+    if limit is not None or args.no_docs:
+        print("(--quick, --queries or --no-docs run: docs/benchmarks.md not written)", file=sys.stderr)
         return 0
     record(args.split, len(queries), info.chunks, results, latency, migration)
     return 0
@@ -163,7 +168,8 @@ def record(split: str, n: int, chunks: int, results: dict[str, dict[str, RunResu
         f"s; verification {migration.verify_seconds:.1f} s, {migration.verified_sample} sampled vectors). Both "
         "stores are then searched in the same run with `scifact_retrieval.py`'s configurations (BM25 only, dense "
         f"only, default hybrid; {CANDIDATES} candidates per side; document level) as a plain principal. "
-        "PostgreSQL: BM25 computed in SQL over `to_tsvector('english')`, dense search on HNSW (ef_search 200, "
+        "PostgreSQL: BM25 in SQL over terms analysed as the embedded store analyses them (statistics kept by "
+        "triggers, MaxScore pruning), dense search on HNSW (ef_search 200, "
         "iterative scans). *Same top 10*: share of queries whose ten best documents are identical and identically "
         "ordered on both stores. p50/p95: `retrieve()` with HybridRetriever's defaults (top_k 8, 100 + 100 "
         f"candidates), after 5 warm-up queries. Goal (issue 15): hybrid nDCG@10 within {GOAL_DELTA} of the "

@@ -426,6 +426,12 @@ class Project:
             if state.meta().get(MARKER_KEY):
                 raise ConfigError(f"the index in {self.settings.index_dir} is being switched to another embedder "
                                   f"{stored}; it cannot be searched or synced until then")
+            from ragtune.store.migrate import UNFINISHED
+
+            if stored == UNFINISHED:  # the marker of a copy that has not finished
+                raise ConfigError(f"the index in {self.settings.index_dir} holds an unfinished `ragtune migrate`: "
+                                  "run the same `ragtune migrate --to ...` again with --replace in the source project "
+                                  "to finish the copy; it cannot be searched or synced until then")
             raise ConfigError(
                 f"the index in {self.settings.index_dir} was built with embedder {stored}, but the project now uses "
                 f"{current}: vectors of two models cannot be searched together. Re-embed it with `ragtune reindex "

@@ -1,7 +1,9 @@
 """PostgresStore against the Store and SyncState conformance suites and the ACL-leakage property, unchanged, on a
 real throwaway PostgreSQL + pgvector cluster (tests/store/pg_cluster.py), plus PostgreSQL-only cases: several
-processes on one database, migrations, recall of HNSW under a selective ACL filter, BM25 parity with the
-embedded store, the DSN's password kept out of every message, and the settings that select the store."""
+processes on one database, migrations, recall of HNSW under a selective ACL filter (and dense statements never
+prepared), BM25 parity with the embedded store, the DSN's password kept out of every message, the settings that
+select the store, clearing the sync log, and an unfinished migration's message. The lexical design itself (the
+analysis, the trigger-kept statistics, pruning, migration 2) is tested in test_pg_lexical.py."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from ragtune.config import CONFIG_NAME, load_settings
+from ragtune.config import CONFIG_NAME, init_project, load_settings
 from ragtune.core import Acl, Chunk, Principal
 from ragtune.errors import ConfigError, LockedError
 from ragtune.project import Project
@@ -238,6 +240,20 @@ def test_a_selective_acl_filter_keeps_recall_through_the_hnsw_index(pg_cluster: 
     assert len(hits) == 10 and "h-00000" not in ids(hits)
 
 
+def test_dense_searches_are_never_prepared(make_pg_store: MakeStore) -> None:
+    """A prepared dense statement's generic plan ignores the query vector and LIMIT (it scanned every chunk,
+    8x slower on SciFact): psycopg's prepare-after-five must not apply to it; lexical statements stay prepared."""
+    store = make_pg_store(pool_size=1)  # one connection: every statement below runs on it
+    fill(store)
+    for _ in range(8):
+        assert ids(store.dense_search(unit_vector("d1-00000", 384), LEGAL, 1)) == ["d1-00000"]
+        assert ids(store.lexical_search("backups", CAROL, 1)) == ["d4-00000"]
+    with store._conn("test") as conn:
+        prepared = [str(r[0]) for r in conn.execute("SELECT statement FROM pg_prepared_statements").fetchall()]
+    assert prepared and not [p for p in prepared if "<=>" in p], prepared
+    assert [p for p in prepared if "lexical_df" in p], prepared
+
+
 # -- BM25 ---------------------------------------------------------------------------------------------------------
 QUERIES = ["backups", "backups backups", "spring", "vacation days", "Initech merger", "paid vacation spring"]
 
@@ -347,3 +363,36 @@ def test_the_dsn_can_come_from_the_secrets_file(pg_cluster: PgCluster, pg_schema
     secrets.chmod(0o644)
     with pytest.raises(ConfigError, match="chmod 600"):
         _ = Project.open(tmp_path).store
+
+
+# -- clearing the sync log; an unfinished migration's message ------------------------------------------------------
+def test_both_sync_states_clear_their_sync_log(pg_store: PostgresStore, tmp_path: Path) -> None:
+    lance = LanceStore(tmp_path / "lance")
+    for state in (pg_store.state, lance.state):
+        state.clear_sync_log()  # nothing to clear: fine
+        state.append_sync({"time": 1.0, "root": "/a"})
+        state.append_sync({"time": 2.0, "root": "/b"})
+        state.set_roots({"/a": ["public"]})
+        state.set_meta("embedder", "e1")
+        state.clear_sync_log()
+        assert state.sync_log() == []
+        assert state.roots() == {"/a": ["public"]} and state.meta()["embedder"] == "e1"  # nothing else goes
+        state.append_sync({"time": 3.0, "root": "/c"})
+        assert state.sync_log() == [{"time": 3.0, "root": "/c"}]
+
+
+def test_an_unfinished_migration_is_refused_with_the_migrate_advice(tmp_path: Path) -> None:
+    from ragtune.store.migrate import EMBEDDER_KEY, MIGRATION_KEY, UNFINISHED
+
+    init_project(tmp_path)
+    project = Project.open(tmp_path)
+    fill(project.store)
+    project.store.state.set_meta(MIGRATION_KEY, {"state": "incomplete", "from": "src", "started": 1.0})
+    project.store.state.set_meta(EMBEDDER_KEY, UNFINISHED)
+    with pytest.raises(ConfigError) as refused:
+        project.search("backups", EVERYONE)
+    assert "unfinished `ragtune migrate`" in str(refused.value) and "--replace" in str(refused.value)
+    assert "reindex" not in str(refused.value)
+    project.store.state.set_meta(EMBEDDER_KEY, "another-model@1")  # a real mismatch keeps the reindex advice
+    with pytest.raises(ConfigError, match="ragtune reindex"):
+        Project.open(tmp_path).search("backups", EVERYONE)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -39,7 +38,7 @@ from ragtune.core import Chunk
 from ragtune.errors import ConfigError, DataError, EmptyCorpusError, LockedError
 from ragtune.security.redact import redact
 from ragtune.store.base import Store
-from ragtune.store.state import META_FILE, ROOTS_FILE, SYNC_LOG, FolderSyncState
+from ragtune.store.state import META_FILE, ROOTS_FILE, SYNC_LOG
 
 MIGRATION_KEY = "migration"
 EMBEDDER_KEY = "embedder"
@@ -286,25 +285,10 @@ def _clear(store: Store) -> None:
         raise DataError(f"{store.count()} chunks were left after deleting every document of the target")
     state = store.state
     state.set_roots({})
-    _clear_sync_log(store)
+    state.clear_sync_log()
     for key, value in state.meta().items():
         if key not in (MIGRATION_KEY, EMBEDDER_KEY) and value is not None:
             state.set_meta(key, None)
-
-
-def _clear_sync_log(store: Store) -> None:
-    """The SyncState protocol only appends to the sync log: empty it the way each backend keeps it."""
-    state = store.state
-    if isinstance(state, FolderSyncState):
-        (state.folder / SYNC_LOG).unlink(missing_ok=True)
-        return
-    pg = sys.modules.get("ragtune.store.postgres")  # a PostgresStore exists only if its module was imported
-    if pg is not None and isinstance(store, pg.PostgresStore):
-        with store._conn("empty the sync log") as conn:
-            conn.execute(store._q("DELETE FROM {s}.sync_log"))
-        return
-    if state.sync_log():
-        raise ConfigError(f"cannot empty the sync log of a {type(store).__name__}: migrate into an empty one")
 
 
 Sample = dict[str, tuple[Chunk, np.ndarray]]

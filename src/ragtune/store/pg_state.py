@@ -62,6 +62,11 @@ class PgSyncState:
             rows = conn.execute(self._q("SELECT entry FROM {s}.sync_log ORDER BY time, id")).fetchall()
         return [dict(r[0]) for r in rows]
 
+    def clear_sync_log(self) -> None:
+        """Remove every sync log entry (``ragtune migrate --replace`` empties a target this way)."""
+        with self._pool.connection() as conn:
+            conn.execute(self._q("DELETE FROM {s}.sync_log"))
+
     def meta(self) -> dict[str, Any]:
         """Small facts about the index (e.g. the fingerprint of the embedder that filled it)."""
         with self._pool.connection() as conn:

@@ -6,7 +6,8 @@ tokens``, a GIN index lookup), so ranking and ``LIMIT`` only ever see readable c
 nobody. Dense search walks an HNSW index with pgvector's iterative scans (``hnsw.iterative_scan =
 relaxed_order``), which keep walking the graph until ``k`` readable chunks are found, and falls back to an
 exact scan of the readable chunks when the walk still comes back short (a very selective filter). Lexical
-search is BM25 computed in SQL (:mod:`ragtune.store.pg_lexical`). Every write is one transaction that also
+search is BM25 computed in SQL over terms analysed as the embedded store analyses them
+(:mod:`ragtune.store.pg_lexical`). Every write is one transaction that also
 bumps the version counter, so a killed ingestion leaves a document either old or new, and every process on
 the database (CLI, server workers) sees each write on its next query: nothing is cached in the process.
 
@@ -27,9 +28,9 @@ from psycopg_pool import ConnectionPool
 
 from ragtune.core import Chunk, Principal
 from ragtune.errors import ConfigError, RagtuneError
+from ragtune.store import pg_lexical
 from ragtune.store.base import ChunkRow, DocRecord
 from ragtune.store.pg_dsn import DSN_ENV, describe_dsn, parse_dsn, redact_dsn
-from ragtune.store.pg_lexical import bm25_params, bm25_query
 from ragtune.store.pg_schema import MIN_ITERATIVE_SCAN, extension_info, migrate, set_search_path
 from ragtune.store.pg_state import PgSyncState
 
@@ -42,7 +43,7 @@ DEFAULT_MAX_SCAN_TUPLES = 20_000  # how far an iterative scan walks before givin
 
 _COLUMNS = ["chunk_id", "doc_id", "source_path", "title", "section_path", "page", "char_start", "char_end",
             "ordinal", "text", "content_hash", "doc_hash", "mtime", "acl"]
-_WRITE_COLUMNS = [*_COLUMNS, "search_text", "synced_at", "embedding"]
+_WRITE_COLUMNS = [*_COLUMNS, "search_text", "synced_at", "embedding", "terms", "doc_len"]
 
 
 def _identifier(name: str, what: str) -> str:
@@ -80,6 +81,10 @@ class PostgresStore:
             with psycopg.connect(dsn, **self._kwargs) as conn:
                 self.migrations_applied = migrate(conn, self.schema, self.dim)
                 self._ext_schema, version = extension_info(conn)
+                if stale := pg_lexical.stored_analyzer(conn, self._s, differing=True):
+                    log.warning("the lexical terms in PostgreSQL schema %s were made by %s, but this ragtune "
+                                "analyses queries with %s: BM25 misses words the two stem differently until "
+                                "PostgresStore.rebuild_lexical() runs", self.schema, stale, pg_lexical.analyzer_id())
             self.iterative_scan = version >= MIN_ITERATIVE_SCAN
             if not self.iterative_scan:
                 log.warning("pgvector %s has no iterative index scans (0.8+): filtered dense searches fall back "
@@ -167,7 +172,8 @@ class PostgresStore:
         if len(chunks) != len(vecs) or (len(chunks) and vecs.shape[1:] != (self.dim,)):
             raise ValueError(f"{len(chunks)} chunks but vectors of shape {vecs.shape} (expected ({len(chunks)}, "
                              f"{self.dim}))")
-        rows = [self._row(c, v, synced_at) for c, v in zip(chunks, vecs, strict=True)]
+        terms = pg_lexical.chunk_terms([c.search_text for c in chunks])  # the embedded store's analysis
+        rows = [self._row(c, v, synced_at, t) for c, v, t in zip(chunks, vecs, terms, strict=True)]
         cols = sql.SQL(", ").join(map(sql.Identifier, _WRITE_COLUMNS))
         with self._conn("write") as conn, conn.transaction():
             self._serialize(conn)
@@ -190,14 +196,14 @@ class PostgresStore:
             self._bump(conn)
 
     @staticmethod
-    def _row(c: Chunk, vector: np.ndarray, synced_at: float) -> tuple[Any, ...]:
+    def _row(c: Chunk, vector: np.ndarray, synced_at: float, terms: tuple[str, int]) -> tuple[Any, ...]:
         texts = (c.chunk_id, c.doc_id, c.source_path, c.title, c.text, c.content_hash, c.doc_hash,
                  *c.section_path, *c.acl)
         if any("\x00" in t for t in texts):
             raise ValueError(f"chunk {c.chunk_id!r} holds a NUL character, which PostgreSQL text cannot store")
         return (c.chunk_id, c.doc_id, c.source_path, c.title, list(c.section_path), c.page, c.char_start,
                 c.char_end, c.ordinal, c.text, c.content_hash, c.doc_hash, float(c.mtime), list(c.acl),
-                c.search_text, float(synced_at), vector)
+                c.search_text, float(synced_at), vector, *terms)
 
     def delete_documents(self, doc_ids: Sequence[str]) -> None:
         """Remove every chunk of these documents (one transaction)."""
@@ -235,14 +241,27 @@ class PostgresStore:
     def lexical_search(
         self, query: str, principal: Principal, k: int, *, isolated: bool = False
     ) -> list[tuple[str, float]]:
-        """BM25 over chunks the principal may read (ACL filter in the query); ``isolated=True``: N, df and the
-        average length over those chunks only (:mod:`ragtune.store.pg_lexical`)."""
+        """BM25 over chunks the principal may read (ACL filter in the query), terms analysed as the embedded
+        store analyses them; ``isolated=True``: N, df and the average length over those chunks only
+        (:mod:`ragtune.store.pg_lexical`)."""
         if not query.strip() or k <= 0:
             return []
         with self._conn("lexical search") as conn:
-            rows = conn.execute(bm25_query(isolated=isolated),
-                                bm25_params(query, principal.tokens(), int(k))).fetchall()
-        return [(str(cid), float(score)) for cid, score in rows]
+            return pg_lexical.search(conn, self._s, query, principal.tokens(), int(k), isolated=isolated)
+    def explain_lexical_search(self, query: str, principal: Principal, k: int, *, isolated: bool = False) -> str:
+        """PostgreSQL's plan of :meth:`lexical_search` (EXPLAIN ANALYZE, BUFFERS): where its time goes."""
+        with self._conn("explain lexical search") as conn:
+            return pg_lexical.explain(conn, self._s, query, principal.tokens(), int(k), isolated=isolated)
+
+    def rebuild_lexical(self) -> int:
+        """Analyse every chunk's search text again and recount the BM25 statistics, in one write transaction
+        (needed only when the stemmer's version changed: the store warns at open). Returns the chunk count."""
+        with self._conn("rebuild lexical terms") as conn, conn.transaction():
+            self._serialize(conn)
+            done = pg_lexical.rebuild(conn, self._s)
+            self._bump(conn)
+        return done
+
 
     def readable_texts(self, principal: Principal) -> list[tuple[str, str]]:
         """(chunk id, search text) of every chunk the principal may read, by id (ACL filter in the query)."""
@@ -283,7 +302,10 @@ class PostgresStore:
         with self._conn("dense search") as conn:
             with conn.transaction():
                 self._walk_settings(conn, k)
-                rows = conn.execute(query, params).fetchall()
+                # Never prepared: a prepared statement's generic plan (PostgreSQL's choice after five runs) does
+                # not know the vector and LIMIT, scanned every chunk and took 32 ms where the HNSW walk takes 4,
+                # and would ignore the exact path's SET LOCALs below.
+                rows = conn.execute(query, params, prepare=False).fetchall()
             if len(rows) < k:
                 # The walk gave up before finding k readable chunks: either fewer exist, or the filter is so
                 # selective that scanning the readable ones exactly (ACL index, then sort) is the cheap path.
@@ -292,7 +314,7 @@ class PostgresStore:
                     # the session disabled them.
                     for setting in ("enable_indexscan = off", "enable_seqscan = on", "enable_bitmapscan = on"):
                         conn.execute("SET LOCAL " + setting)
-                    exact = conn.execute(query, params).fetchall()
+                    exact = conn.execute(query, params, prepare=False).fetchall()
                 if len(exact) > len(rows):
                     self.dense_exact_fallbacks += 1
                     rows = exact
@@ -380,9 +402,12 @@ class PostgresStore:
         return int(row[0]) if row else 0
 
     def optimize(self) -> None:
-        """Refresh the planner's statistics (ANALYZE); indexes are kept current by every write already."""
+        """Refresh the planner's statistics (ANALYZE) and move the ACL index's pending entries into it (a
+        search reads those one by one); every other index is kept current by every write already."""
         with self._conn("optimize") as conn:
             conn.execute(self._q("ANALYZE {s}.chunks"))
+            conn.execute("SELECT gin_clean_pending_list(%s::regclass)",
+                         [sql.Identifier(self.schema, "chunks_acl").as_string(conn)])
 
 
 __all__ = ["DEFAULT_SCHEMA", "PostgresStore"]

@@ -40,6 +40,10 @@ class SyncState(Protocol):
         """Every logged sync, oldest first."""
         ...
 
+    def clear_sync_log(self) -> None:
+        """Remove every sync log entry (``ragtune migrate --replace`` empties a target this way)."""
+        ...
+
     def meta(self) -> dict[str, Any]:
         """Small facts about the index (e.g. the fingerprint of the embedder that filled it)."""
         ...
@@ -104,6 +108,10 @@ class FolderSyncState:
             except json.JSONDecodeError:
                 continue
         return sorted(out, key=lambda e: e["time"])
+
+    def clear_sync_log(self) -> None:
+        """Delete ``sync_log.jsonl``: the log is empty afterwards."""
+        (self.folder / SYNC_LOG).unlink(missing_ok=True)
 
     def meta(self) -> dict[str, Any]:
         """The contents of ``meta.json``."""
