@@ -37,6 +37,16 @@ class ChunkRow:
     acl: tuple[str, ...]
 
 
+def check_replacement(doc_ids: Sequence[str], chunks: Sequence[Chunk]) -> None:
+    """What every backend's ``replace_documents`` refuses before writing anything: chunks of a document not being
+    replaced, or one chunk id twice (``ValueError``: a caller's bug, not the user's input)."""
+    stray = {c.doc_id for c in chunks} - set(doc_ids)
+    if stray:
+        raise ValueError(f"chunks of documents not being replaced: {sorted(stray)[:3]}")
+    if len({c.chunk_id for c in chunks}) != len(chunks):
+        raise ValueError("duplicate chunk ids in one write: chunk ids must be unique in the store")
+
+
 @runtime_checkable
 class Store(Protocol):
     """Chunks with vectors and ACL tokens. Searches take a principal and filter inside the query."""

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from ragtune.core import Chunk, Principal
-from ragtune.store.base import ChunkRow, DocRecord
+from ragtune.store.base import ChunkRow, DocRecord, check_replacement
 from ragtune.store.isolated_bm25 import DEFAULT_CACHE_SIZE, IsolatedBM25, IsolatedIndexCache
 from ragtune.store.state import FolderSyncState
 
@@ -124,11 +124,7 @@ class LanceStore:
         self, doc_ids: Sequence[str], chunks: Sequence[Chunk], vectors: np.ndarray, synced_at: float
     ) -> None:
         """Atomically make ``chunks`` the only chunks of ``doc_ids``."""
-        stray = {c.doc_id for c in chunks} - set(doc_ids)
-        if stray:
-            raise ValueError(f"chunks of documents not being replaced: {sorted(stray)[:3]}")
-        if len({c.chunk_id for c in chunks}) != len(chunks):
-            raise ValueError("duplicate chunk ids in one write: chunk ids must be unique in the store")
+        check_replacement(doc_ids, chunks)
         if not doc_ids:
             return
         (

@@ -29,7 +29,7 @@ from psycopg_pool import ConnectionPool
 from ragtune.core import Chunk, Principal
 from ragtune.errors import ConfigError, RagtuneError
 from ragtune.store import pg_lexical
-from ragtune.store.base import ChunkRow, DocRecord
+from ragtune.store.base import ChunkRow, DocRecord, check_replacement
 from ragtune.store.pg_dsn import DSN_ENV, describe_dsn, parse_dsn, redact_dsn
 from ragtune.store.pg_schema import MIN_ITERATIVE_SCAN, extension_info, migrate, set_search_path
 from ragtune.store.pg_state import PgSyncState
@@ -161,11 +161,7 @@ class PostgresStore:
         self, doc_ids: Sequence[str], chunks: Sequence[Chunk], vectors: np.ndarray, synced_at: float
     ) -> None:
         """Atomically make ``chunks`` the only chunks of ``doc_ids`` (one transaction: all or nothing)."""
-        stray = {c.doc_id for c in chunks} - set(doc_ids)
-        if stray:
-            raise ValueError(f"chunks of documents not being replaced: {sorted(stray)[:3]}")
-        if len({c.chunk_id for c in chunks}) != len(chunks):
-            raise ValueError("duplicate chunk ids in one write: chunk ids must be unique in the store")
+        check_replacement(doc_ids, chunks)
         if not doc_ids:
             return
         vecs = np.asarray(vectors, dtype=np.float32)
