@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from store.pg_cluster import ClusterError, PgCluster, start_cluster
 
 from ragtune.store.postgres import PostgresStore
+from store.pg_cluster import ClusterError, PgCluster, start_cluster
 
 
 @pytest.fixture(scope="session")
