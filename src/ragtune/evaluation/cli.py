@@ -1,7 +1,9 @@
-"""The ``ragtune eval`` group: ``retrieval``, ``classify``, ``latency`` and ``compare`` (Typer ``eval_app``).
+"""The ``ragtune eval`` group: ``retrieval``, ``answers``, ``classify``, ``latency`` and ``compare`` (Typer
+``eval_app``).
 
 Register in ``ragtune/cli.py`` with ``app.add_typer(eval_app, name="eval")``. Options only: the work is in
-``evaluation.data``, ``run_retrieval``, ``latency``, ``compare``, ``classify`` and ``report``; numpy,
+``evaluation.data``, ``answers_data``, ``run_retrieval``, ``answers``, ``latency``, ``compare``, ``classify``
+and ``report``; numpy,
 matplotlib and the models load inside the commands. A usage mistake exits 2, bad file contents exit 1.
 """
 
@@ -25,8 +27,9 @@ from ragtune.core import Principal
 from ragtune.project import Project
 
 eval_app = typer.Typer(help="Measure ragtune on your own data: retrieval quality of several configurations with "
-                            "confidence intervals, a classifier on any labelled file, per-stage latency, and the "
-                            "difference between two runs. Formats and metrics: docs/evaluation.md.",
+                            "confidence intervals, answer quality (EM/F1, citations, groundedness, leakage), a "
+                            "classifier on any labelled file, per-stage latency, and the difference between two "
+                            "runs. Formats and metrics: docs/evaluation.md.",
                        no_args_is_help=True)
 
 QueriesOpt = Annotated[Path | None, typer.Option("--queries", help="BEIR queries: JSONL of {\"_id\", \"text\"}.")]
@@ -37,7 +40,7 @@ AllDocsOpt = Annotated[bool, typer.Option("--all-documents", help="Admin view: s
                                           "ACL token of the index (documents readable by nobody stay hidden). "
                                           "Not with --user.")]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Folder for the JSON record and report.html/.md "
-                                             "(default: <project>/evals/<command>-<time>).")]
+                                             "(default: `<project>/evals/<command>-<time>`).")]
 
 
 def _usage(message: str, option: str) -> typer.BadParameter:
@@ -192,6 +195,96 @@ def eval_retrieval(
     out.print("run:", Text(str(folder / "run.json")), "report:", Text(str(html)))
 
 
+def _answers_tables(record: dict[str, Any]) -> tuple[Table, Table, Table]:
+    """The aggregate, latency per stage, and one row per question (text shown literally, never as markup)."""
+    from ragtune.evaluation.answers import shorten
+    from ragtune.evaluation.report import figure
+
+    a = record["aggregate"]
+    agg = Table(title=f"answers, {a['questions']} questions ({record['settings']['answer_kind']} answerer)")
+    agg.add_column("metric")
+    agg.add_column("value", justify="right")
+    for label, value in (("exact match", figure(a["em"])), ("token F1", figure(a["f1"])),
+                         ("abstention rate", figure(a["abstention_rate"])),
+                         ("must abstain: abstained", f"{a['must_abstain_abstained']}/{a['must_abstain']}"),
+                         ("citation precision", figure(a["citation_precision"])),
+                         ("citation recall", figure(a["citation_recall"])),
+                         ("groundedness", figure(a["groundedness"])),
+                         ("hallucination rate", figure(a["hallucination_rate"])),
+                         ("leaked (goal 0)", str(a["leaked"])),
+                         ("unreadable gold answered (goal 0)",
+                          f"{a['unreadable_gold_answered']}/{a['unreadable_gold']}")):
+        agg.add_row(label, value)
+    lat = Table(title="latency per stage (ms)")
+    for col in ("stage", "p50", "p95"):
+        lat.add_column(col, justify="left" if col == "stage" else "right")
+    for stage, p in record["latency_ms"].items():
+        lat.add_row(stage, f"{p['p50']:.2f}", f"{p['p95']:.2f}")
+    rows = Table(title="per question")
+    for col in ("id", "question", "answer", "EM", "F1", "cit. P", "grounded", "leaked"):
+        rows.add_column(col, justify="left" if col in ("id", "question", "answer") else "right",
+                        overflow="fold" if col in ("question", "answer") else "ellipsis")
+    for r in record["per_question"]:
+        rows.add_row(Text(shorten(r["id"], 24)), Text(shorten(r["question"], 60)),
+                     Text("(abstained)" if r["abstained"] else shorten(r["answer"], 60)), figure(r["em"], 0),
+                     figure(r["f1"], 2), figure(r["citation_precision"], 2), figure(r["groundedness"], 2),
+                     Text(str(r["leaked"]), style="bold red" if r["leaked"] else ""))
+    return agg, lat, rows
+
+
+@eval_app.command("answers")
+def eval_answers(
+    questions: Annotated[Path | None, typer.Option("--questions", help="SQuAD JSON (v1.1/v2.0; is_impossible: must "
+                                                   "abstain) or JSONL of {\"question\", \"answers\": [texts] or "
+                                                   "\"answer\": text or null (must abstain), \"gold\": doc id(s), "
+                                                   "\"id\"}.")] = None,
+    user: EvalUserOpt = "",
+    groups: EvalGroupsOpt = "",
+    all_documents: AllDocsOpt = False,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Ask only the first N questions.")] = None,
+    checker: Annotated[str, typer.Option("--checker", help="Groundedness checker (registry name) that judges "
+                                         "citations and sentences; with none registered under the default, "
+                                         "lexical overlap.")] = "groundedness",
+    out_dir: OutOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the aggregate and latency as JSON instead of "
+                                           "tables.")] = False,
+    project: ProjectOpt = None,
+) -> None:
+    """Ask every question with `Project.ask` as --user and score the answers (any answer.kind).
+
+    Per question and overall: SQuAD exact match and token F1 (a question that must be abstained on scores 1
+    only when the project abstains), abstention rate, citation precision (cited chunks that support their
+    sentence, by the groundedness checker), citation recall (a gold document cited), groundedness and
+    hallucination rate (answer sentences supported or not by what they cite), leaked (answers citing or
+    quoting a document --user may not read, checked against the store; goal 0), unreadable gold answered
+    (goal 0), and latency p50/p95 per stage. Writes answers.json and report.html / report.md (F1 histogram,
+    latency per stage). Compare two runs with `ragtune eval compare`.
+    """
+    from ragtune.evaluation.answers import run_answers_eval
+    from ragtune.evaluation.answers_data import load_answer_questions
+    from ragtune.evaluation.report import write_answers_report
+
+    if questions is None:
+        raise _usage("give --questions FILE (SQuAD JSON, or JSONL of question with answers and/or gold)",
+                     "--questions")
+    proj = Project.open(project)
+    principal = _eval_principal(proj, user, groups, all_documents)
+    qfile = load_answer_questions(questions)
+    total = min(limit, len(qfile.questions)) if limit else len(qfile.questions)
+    with _query_bar(total, "answering") as tick:
+        record = run_answers_eval(proj, qfile, principal, checker=checker, limit=limit, on_question=tick)
+    folder = _out_dir(proj, out_dir, "answers")
+    _write_json(folder / "answers.json", record)
+    _, html = write_answers_report(folder, record)
+    if json_out:
+        out.print_json(json.dumps({"aggregate": record["aggregate"], "latency_ms": record["latency_ms"],
+                                   "answers": str(folder / "answers.json"), "report": str(html)}))
+        return
+    for table in _answers_tables(record):
+        out.print(table)
+    out.print("answers:", Text(str(folder / "answers.json")), "report:", Text(str(html)))
+
+
 @eval_app.command("classify")
 def eval_classify(
     model: Annotated[str, typer.Option("--model", "-m", help="Registered model name.")],
@@ -270,17 +363,20 @@ def eval_latency(
 
 @eval_app.command("compare")
 def eval_compare(
-    run_a: Annotated[Path, typer.Argument(help="run.json (or its folder) of the baseline, A.")],
-    run_b: Annotated[Path, typer.Argument(help="run.json (or its folder) of the candidate, B.")],
+    run_a: Annotated[Path, typer.Argument(help="run.json or answers.json (or its folder) of the baseline, A.")],
+    run_b: Annotated[Path, typer.Argument(help="run.json or answers.json (or its folder) of the candidate, B.")],
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples.")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
     json_out: JsonOpt = False,
 ) -> None:
-    """Paired differences B − A of two `eval retrieval` runs, per configuration and metric, with 95 % intervals.
+    """Paired differences B − A of two `eval retrieval` runs (or two `eval answers` runs), per metric, with 95 %
+    intervals.
 
-    Queries are paired by id; only those both runs scored count (how many is shown), and runs sharing no query
-    are refused. Use it before and after a change of chunking, models or settings; what changed between the
-    runs (settings fingerprint, embedder, index version) is listed.
+    Retrieval runs pair by configuration and query id; answers runs by question id, on EM, F1, abstained,
+    citation precision and citation recall (each over the questions both runs have a value for). Only queries
+    both runs scored count (n), and runs sharing no query are refused. Use it before and after a change of
+    chunking, models or settings; what changed between the runs (settings and answer fingerprints, embedder,
+    index version, checker) is listed.
     """
     from ragtune.evaluation.compare import compare_runs, load_run, shown_metrics
 
@@ -296,7 +392,7 @@ def eval_compare(
     for name, c in result["configs"].items():
         for m in shown_metrics(c["metrics"]):
             r = c["metrics"][m]
-            t.add_row(Text(name), m, f"{r['a']:.4f}", f"{r['b']:.4f}", _ci_cell(r), str(c["shared_queries"]))
+            t.add_row(Text(name), m, f"{r['a']:.4f}", f"{r['b']:.4f}", _ci_cell(r), str(r["queries"]))
         if c["only_a"] or c["only_b"]:
             err.print(f"note: {name}: {c['shared_queries']} shared queries compared; {c['only_a']} only in A and "
                       f"{c['only_b']} only in B left out", highlight=False)

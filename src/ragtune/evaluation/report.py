@@ -2,7 +2,8 @@
 
 Retrieval: aggregates per configuration, the paired bootstrap intervals against the first configuration,
 latency, a recall@k curve per configuration, and the per-query table. Latency: p50/p95/p99 per stage, the
-machine's load, and a histogram per stage. Every text that came from the user's files is escaped.
+machine's load, and a histogram per stage. Answers: the aggregate, a token-F1 histogram, p50/p95 per
+stage, the per-question table and any leak. Every text that came from the user's files is escaped.
 """
 
 from __future__ import annotations
@@ -145,3 +146,92 @@ def write_latency_report(folder: Path, record: dict[str, Any]) -> tuple[Path, Pa
     folder.mkdir(parents=True, exist_ok=True)
     plot_stage_histograms(record, folder / "stage_histograms.png")
     return write_markdown_and_html(folder, "Latency per stage", latency_markdown(record), ("stage_histograms.png",))
+
+
+def plot_answers(record: dict[str, Any], folder: Path) -> tuple[str, ...]:
+    """f1_histogram.png (token F1 of the questions that have one) and latency_stages.png (p50/p95 per stage)."""
+    plt = _pyplot()
+    f1 = [r["f1"] for r in record["per_question"] if r["f1"] is not None]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(f1, bins=[i / 10 for i in range(11)], color="#4878a8", edgecolor="white")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("token F1")
+    ax.set_ylabel("questions")
+    ax.set_title(f"Token F1 of {len(f1)} questions" if f1 else "Token F1: no question has gold answers")
+    fig.tight_layout()
+    fig.savefig(folder / "f1_histogram.png", dpi=100)
+    plt.close(fig)
+    stages = record["latency_ms"]
+    fig, ax = plt.subplots(figsize=(7, 0.4 * max(3, len(stages)) + 1))
+    names = list(stages)
+    ys = range(len(names))
+    ax.barh([y - 0.2 for y in ys], [stages[s]["p50"] for s in names], height=0.4, label="p50", color="#4878a8")
+    ax.barh([y + 0.2 for y in ys], [stages[s]["p95"] for s in names], height=0.4, label="p95", color="#d08040")
+    ax.set_yticks(list(ys), names)
+    ax.invert_yaxis()
+    ax.set_xlabel("ms")
+    ax.set_title("Latency per stage")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(folder / "latency_stages.png", dpi=100)
+    plt.close(fig)
+    return "f1_histogram.png", "latency_stages.png"
+
+
+def figure(value: float | None, digits: int = 3) -> str:
+    """A metric for a table cell: ``digits`` decimals, or ``–`` where it does not apply (None)."""
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def answers_markdown(record: dict[str, Any]) -> str:
+    """The answers report as Markdown (every question, answer and file name escaped with ``md_text``)."""
+    a, s, c = record["aggregate"], record["settings"], record["checker"]
+    p = record["principal"]
+    who = ("every ACL token of the index (--all-documents)" if p.get("all_documents")
+           else f"user {md_text(p['user'])}, groups {md_text(', '.join(p['groups']) or '(none)')}")
+    lines = [
+        "# Answer evaluation", "",
+        f"{a['questions']} questions of {md_text(record['inputs']['questions'])} ({record['inputs']['format']}), "
+        f"asked as {who}; answerer `{s['answer_kind']}`, answer fingerprint `{s['answer_fingerprint']}`, index "
+        f"version {record['index_version']}, groundedness checker {md_text(c['name'])} (threshold "
+        f"{c['threshold']:.3f}); ragtune {record['ragtune_version']}, {record['created']}.", "",
+        "## Aggregate", "",
+        "| metric | value | over |", "|---|---|---|",
+        f"| exact match | {figure(a['em'])} | {a['em_f1_questions']} questions with gold answers or to abstain on |",
+        f"| token F1 | {figure(a['f1'])} | the same |",
+        f"| abstention rate | {figure(a['abstention_rate'])} | {a['questions']} questions "
+        f"({a['must_abstain_abstained']} of {a['must_abstain']} that must abstain did; "
+        f"{a['answerable_abstained']} answerable ones did too) |",
+        f"| citation precision | {figure(a['citation_precision'])} | answered questions with citations |",
+        f"| citation recall | {figure(a['citation_recall'])} | {a['citation_recall_questions']} questions with a "
+        "readable gold document |",
+        f"| groundedness | {figure(a['groundedness'])} | answered questions (share of supported sentences) |",
+        f"| hallucination rate | {figure(a['hallucination_rate'])} | the same (share of unsupported sentences); "
+        f"answers with one: {figure(a['hallucinated_answers'])} |",
+        f"| leaked | {a['leaked']} | questions citing or quoting a document the principal may not read (goal 0) |",
+        f"| unreadable gold answered | {a['unreadable_gold_answered']} | of {a['unreadable_gold']} questions whose "
+        "gold document the principal may not read (goal 0) |", "",
+        "![token F1 per question](f1_histogram.png)", "",
+        "## Latency per stage (ms)", "", "| stage | p50 | p95 | n |", "|---|---|---|---|",
+        *(f"| {st} | {v['p50']:.2f} | {v['p95']:.2f} | {v['n']} |" for st, v in record["latency_ms"].items()), "",
+        "![latency per stage](latency_stages.png)", "",
+        "## Per question", "",
+        "| id | question | expected | answer | EM | F1 | cit. P | cit. R | grounded | leaked |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in record["per_question"]:
+        shown = "(abstained)" if r["abstained"] else r["answer"]
+        lines.append(f"| {md_text(r['id'])} | {md_text(r['question'])} | {r['expected']} | {md_text(shown)} | "
+                     f"{figure(r['em'], 0)} | {figure(r['f1'], 2)} | {figure(r['citation_precision'], 2)} | "
+                     f"{figure(r['citation_recall'], 0)} | {figure(r['groundedness'], 2)} | {r['leaked']} |")
+    leaks = [(r["id"], leak) for r in record["per_question"] for leak in r["leaks"]]
+    if leaks:
+        lines += ["", "## Leaks", ""] + [f"- {md_text(qid)}: {md_text(leak['why'])}" for qid, leak in leaks]
+    return "\n".join(lines) + "\n"
+
+
+def write_answers_report(folder: Path, record: dict[str, Any]) -> tuple[Path, Path]:
+    """Write report.md, report.html, f1_histogram.png and latency_stages.png into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    images = plot_answers(record, folder)
+    return write_markdown_and_html(folder, "Answer evaluation", answers_markdown(record), images)
