@@ -1,4 +1,4 @@
-"""A span reader trained once for the session on the synthetic notes (2 layers, 64-token windows, 40 steps of 8:
+"""A span reader trained once for the session on the synthetic notes (2 layers, 64-token windows, 63 steps of 8:
 about 10 s on one shared core)."""
 
 from __future__ import annotations
@@ -22,6 +22,6 @@ def trained_reader(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     """``rd`` v1 in a registry of its own; a quarter of the notes (groups) held out."""
     tmp = tmp_path_factory.mktemp("reader")
     data = load_reader_examples(write_jsonl(tmp / "notes.jsonl", synthetic_rows(SEED)))
-    result = train_reader(Registry(tmp / "models"), "rd", data, layers=2, max_length=64, batch_size=8, epochs=5.0,
+    result = train_reader(Registry(tmp / "models"), "rd", data, layers=2, max_length=64, batch_size=8, epochs=8.0,
                           learning_rate=8e-4, holdout=0.25, seed=SEED, threads=1, data_source="notes.jsonl")
     return Trained(tmp / "models", data, result)

@@ -160,7 +160,8 @@ def onnx_sha256(path: Path) -> str:
 class SpanReader(ServedRegistryModel):
     """A span reader from the project's registry (trained by ``ragtune tune reader``), resolved and loaded on
     first use. ``spec``: ``NAME``, ``NAME@VERSION`` or ``registry:NAME[@VERSION]``; ``max_length`` may shorten
-    the trained window; ``max_answer_tokens`` bounds a span's length.
+    the trained window; ``max_answer_tokens`` bounds a span's length (default: the limit the card learnt from
+    the training answers, 30 for a card without one).
 
     ``fingerprint``: ``registry:NAME@v<VERSION>+<12 hex of the ONNX file's SHA-256>``, part of the answer cache's
     key, so a new version never serves answers read by the old one.
@@ -171,14 +172,14 @@ class SpanReader(ServedRegistryModel):
     UNSET_HINT = "set answer.kind back to extractive in ragtune.yaml"
 
     def __init__(self, models_dir: Path, spec: str, *, threads: int = 2, max_length: int | None = None,
-                 max_answer_tokens: int = 30) -> None:
+                 max_answer_tokens: int | None = None) -> None:
         parsed = parse_registry_spec(reader_spec(spec))
         if parsed is None:
             raise ConfigError(f"answer.reader {spec!r}: write NAME or NAME@VERSION (NAME as trained by `ragtune tune "
                               "reader DATA --name NAME`)")
         super().__init__(models_dir, *parsed, threads=threads, max_length=max_length)
         self.name = self.model_name
-        self.max_answer_tokens = max_answer_tokens
+        self._max_answer_tokens = max_answer_tokens
         self._threshold: float | None = None
         self._encoder: WindowEncoder | None = None
 
@@ -193,6 +194,13 @@ class SpanReader(ServedRegistryModel):
     @threshold.setter
     def threshold(self, value: float) -> None:
         self._threshold = float(value)
+
+    @property
+    def max_answer_tokens(self) -> int:
+        """The longest span read, in tokens: as set on this reader, else as the card records."""
+        if self._max_answer_tokens is not None:
+            return self._max_answer_tokens
+        return int(self._resolve()[3].get("max_answer_tokens", 30))
 
     @property
     def fingerprint(self) -> str:

@@ -53,7 +53,9 @@ from ragtune.tuning.retriever.tuned import weights_digest
 
 Progress = Callable[[str, int, int, dict[str, float]], None]
 TOKENIZER_FILES = (TOKENIZER, "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
-MAX_ANSWER_TOKENS = 30
+MAX_ANSWER_TOKENS = 30  # the least span-length limit; a longer one is learnt from the training answers
+ANSWER_COVERAGE = 98.0  # percentile of the training answers' token lengths the limit covers
+BUCKET_POOL = 50  # batches sorted by length together (see length_bucketed_batches)
 EVAL_BATCH = 32
 
 
@@ -106,6 +108,31 @@ def answer_positions(windows: Windows, examples: Sequence[ReaderExample]) -> tup
         t1 = t0 + int(np.flatnonzero(off[t0:c1 + 1, 1] >= char_end)[0])
         starts[w], ends[w] = t0, t1
     return starts, ends
+
+
+def answer_token_limit(starts: np.ndarray, ends: np.ndarray, max_length: int) -> int:
+    """The longest span the reader may return: :data:`ANSWER_COVERAGE` % of the training windows' answers (in
+    tokens) fit within it, never below :data:`MAX_ANSWER_TOKENS` nor above half a window."""
+    lengths = (ends - starts + 1)[starts > 0]
+    learnt = math.ceil(float(np.percentile(lengths, ANSWER_COVERAGE))) if len(lengths) else MAX_ANSWER_TOKENS
+    return int(min(max(MAX_ANSWER_TOKENS, learnt), max(MAX_ANSWER_TOKENS, max_length // 2)))
+
+
+def length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator,
+                            pool: int = BUCKET_POOL) -> Iterator[list[int]]:
+    """Endless batches of row indices, each epoch a new random order: ``pool`` batches' worth of rows at a time
+    are sorted by length and cut into batches, which are then shuffled. Batches pad to their longest window, so
+    grouping windows of like length saves most of the padding (PolicyQA's windows: median 90 tokens, longest
+    256) while every batch still mixes rows from all over the data."""
+    size = np.asarray(lengths)
+    while True:
+        order = rng.permutation(len(size))
+        for first in range(0, len(order), batch_size * pool):
+            block = order[first:first + batch_size * pool]
+            block = block[np.argsort(size[block], kind="stable")]
+            cut = [block[i:i + batch_size] for i in range(0, len(block), batch_size)]
+            for b in rng.permutation(len(cut)):
+                yield [int(r) for r in cut[b]]
 
 
 def torch_logits(model: Any, windows: Windows, batch: int = EVAL_BATCH) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -208,7 +235,7 @@ def train_reader(
     validation: Sequence[ReaderExample] | None = None, layers: int = 6, max_length: int = 256, stride: int = 64,
     batch_size: int = 16, epochs: float = 1.0, learning_rate: float = 5e-5, time_budget: float | None = None,
     threads: int = 2, seed: int = 0, holdout: float = 0.1, data_source: str = "", progress: Progress | None = None,
-    audit: ReaderAudit | None = None,
+    audit: ReaderAudit | None = None, max_answer_tokens: int | None = None,
 ) -> TrainedReader:
     """Audit ``examples`` (and ``validation``; ``audit``: their audit when the caller already made it), train on
     them (``holdout`` of their groups held out unless ``validation`` is given), calibrate the no-answer threshold on
@@ -217,7 +244,8 @@ def train_reader(
 
     Blocking audit findings (nothing answerable to learn from) raise :class:`DataError` before any model loads.
     ``time_budget`` (seconds of training steps) stops the loop after the step that crosses it; the model trained
-    so far is saved, and the card says it was stopped."""
+    so far is saved, and the card says it was stopped. ``max_answer_tokens`` bounds the spans it returns; by
+    default it is learnt from the training answers (:func:`answer_token_limit`) and kept on the card."""
     def as_list(data: Sequence[ReaderExample]) -> list[ReaderExample]:
         return data if isinstance(data, list) else list(data)  # a ReaderData keeps what its loader dropped
 
@@ -243,36 +271,32 @@ def train_reader(
                         "answered questions, or lower --holdout")
     if not int((starts > 0).sum()):
         raise DataError(f"no training window holds a whole answer within {max_length} tokens: raise --max-length")
+    span_limit = max_answer_tokens or answer_token_limit(starts, ends, max_length)
     with torch_threads(threads):
         with quiet():
             model = AutoModelForQuestionAnswering.from_pretrained(str(minilm_model_dir()), num_hidden_layers=layers)
         model.get_input_embeddings().weight.requires_grad_(False)  # frozen: see the module's docstring
         total = max(1, math.ceil(len(windows) / batch_size * epochs))
-        rng = np.random.default_rng(seed)
-
-        def batches() -> Iterator[list[int]]:
-            while True:
-                order = rng.permutation(len(windows))
-                for first in range(0, len(order), batch_size):
-                    yield [int(r) for r in order[first:first + batch_size]]
+        batches = length_bucketed_batches([len(ids) for ids in windows.ids], batch_size,
+                                          np.random.default_rng(seed))
 
         def loss_of(rows: list[int]) -> Any:
             feed = {k: torch.from_numpy(v) for k, v in windows.feed(rows).items()}
             return model(**feed, start_positions=torch.from_numpy(starts[rows]),
                          end_positions=torch.from_numpy(ends[rows])).loss
 
-        run = train_steps(model, batches(), loss_of, total=total, learning_rate=learning_rate,
+        run = train_steps(model, batches, loss_of, total=total, learning_rate=learning_rate,
                           time_budget=time_budget, progress=progress)
         if progress is not None and held:
             progress("evaluate", 0, len(held), {})
-        held_metrics = evaluate(best_per_example(model, encoder, held), [[t for _, t in e.answers] for e in held]
-                                ) if held else {}
+        held_metrics = evaluate(best_per_example(model, encoder, held, span_limit),
+                                [[t for _, t in e.answers] for e in held]) if held else {}
         if progress is not None and held:
             progress("evaluate", len(held), len(held), {})
         card = _card(name, train, held, audit, windows, run, total, held_metrics, data_source, validation is not None,
                      dict(layers=layers, max_length=max_length, stride=encoder.stride, batch_size=batch_size,
                           epochs=epochs, learning_rate=learning_rate, time_budget=time_budget, seed=seed,
-                          holdout=holdout if validation is None else None))
+                          holdout=holdout if validation is None else None, max_answer_tokens=span_limit))
         card = registry.register(name, cast(Any, _Saved(model, card)), card)
     folder = registry.path(name, card.version)
     (folder / "report.md").write_text(report_markdown(card, audit), encoding="utf-8")
@@ -292,7 +316,7 @@ def _card(name: str, train: list[ReaderExample], held: list[ReaderExample], audi
         name=name, version=0, method=KIND, classes=[], data_sha256=examples_digest(train), data_source=data_source,
         created=time.time(), metrics=metrics,
         params={**params, "threshold": float(threshold), "threshold_calibrated": bool(held),
-                "max_answer_tokens": MAX_ANSWER_TOKENS, "base": "all-MiniLM-L6-v2",
+                "base": "all-MiniLM-L6-v2",
                 "head": "start and end logits per token (AutoModelForQuestionAnswering)"},
         notes={"kind": KIND, "stopped": run.stopped, "audit": audit.counts(),
                "holdout_unit": "validation file" if validation_file else "group",
