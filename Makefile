@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RAGTUNE_DATA ?= ../shared/data
 
-.PHONY: install demo test test-slow lint bench clean
+.PHONY: install demo test test-slow lint bench clean bench-peers
 
 install: $(STAMP)
 
@@ -39,6 +39,12 @@ bench: $(STAMP)
 	RAGTUNE_DATA=$(RAGTUNE_DATA) $(BIN)/python benchmarks/query_embedding.py
 	RAGTUNE_DATA=$(RAGTUNE_DATA) $(BIN)/python benchmarks/ingest_throughput.py
 	RAGTUNE_DATA=$(RAGTUNE_DATA) $(BIN)/python benchmarks/banking77_classifiers.py --method head --select '[{"C": 1}, {"C": 10}, {"C": 100}]'
+
+# ragtune beside LlamaIndex, Haystack 2.x and SetFit, in their own venv (.bench/peers-venv); run on an idle machine.
+bench-peers: $(STAMP)
+	bash benchmarks/peers/setup.sh
+	RAGTUNE_DATA=$(RAGTUNE_DATA) $(BIN)/python benchmarks/peers_retrieval.py
+	RAGTUNE_DATA=$(RAGTUNE_DATA) $(BIN)/python benchmarks/peers_setfit.py
 
 clean:
 	rm -rf $(VENV) .demo
