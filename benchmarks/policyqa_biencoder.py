@@ -27,7 +27,6 @@ import argparse
 import os
 import resource
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,7 +39,7 @@ os.environ.setdefault("LANCE_LOG", "error")
 from _common import cache_dir, command_line, data_dir, emit, machine, median, write_row  # noqa: E402
 from build_demo_corpus import load_policies  # noqa: E402
 from compliance_copilot import build_project  # noqa: E402
-from policyqa_reranker import FOLDS, GOAL, found, progress, questions_file  # noqa: E402
+from policyqa_reranker import FOLDS, GOAL, fold_pairs, found, progress  # noqa: E402
 from retriever_adaptation import cli_defaults, copy_index  # noqa: E402
 from scifact_reranker import CachedScores  # noqa: E402
 
@@ -53,7 +52,6 @@ from ragtune.store.lance import LanceStore  # noqa: E402
 from ragtune.tuning.registry import Registry  # noqa: E402
 from ragtune.tuning.reranker.served import CrossEncoderReranker  # noqa: E402
 from ragtune.tuning.retriever.biencoder import train_biencoder  # noqa: E402
-from ragtune.tuning.retriever.sources import collect_pairs  # noqa: E402
 from ragtune.tuning.retriever.tuned import TunedEmbedder  # noqa: E402
 
 SECTION = "Bi-encoder adapted on other policies (PolicyQA dev, copilot setting)"
@@ -92,10 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for i, test in enumerate(folds[:1] if args.quick else folds):
         train = [p for p in policies if p not in test]
         name = f"policyqa-biencoder-fold{i}"
-        with tempfile.TemporaryDirectory() as tmp:
-            pairs = collect_pairs(project.store, project.embedder, queries=questions_file(Path(tmp) / "q.jsonl", train),
-                                  corpus_pairs=False, max_pairs=defaults["max_pairs"], seed=defaults["seed"],
-                                  progress=progress)
+        pairs = fold_pairs(project, train, defaults["max_pairs"], defaults["seed"])
         if args.reuse and registry.versions(name):
             card = registry.card(name)
         else:

@@ -85,6 +85,14 @@ def questions_file(path: Path, policies: Sequence[Policy]) -> Path:
     return path
 
 
+def fold_pairs(project: Project, train: Sequence[Policy], max_pairs: int, seed: int) -> Any:
+    """The labelled training pairs of a fold: the questions of its ``train`` policies, with their answers, and
+    no corpus pairs (what ``ragtune tune ... --queries FILE --no-corpus-pairs`` collects)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return collect_pairs(project.store, project.embedder, queries=questions_file(Path(tmp) / "q.jsonl", train),
+                             corpus_pairs=False, max_pairs=max_pairs, seed=seed, progress=progress)
+
+
 def found(retriever: HybridRetriever, policy: Policy, question: str, answers: Sequence[str]) -> bool:
     """Whether a top-5 chunk, searched as the website's user, holds a gold span."""
     hits = retriever.retrieve(question, Principal("bench", frozenset({group_of(policy)})), top_k=5).hits
@@ -139,10 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         train = [p for p in policies if p not in test]
         name = f"policyqa-fold{i}"
         t0 = time.perf_counter()
-        with tempfile.TemporaryDirectory() as tmp:
-            pairs = collect_pairs(project.store, project.embedder, queries=questions_file(Path(tmp) / "q.jsonl", train),
-                                  corpus_pairs=False, max_pairs=defaults["max_pairs"], seed=defaults["seed"],
-                                  progress=progress)
+        pairs = fold_pairs(project, train, defaults["max_pairs"], defaults["seed"])
         pairs_s = time.perf_counter() - t0
 
         def base_score(query: str, texts: list[str]) -> Any:

@@ -259,6 +259,17 @@ def _kill_actors_while_embedding(cluster: RayCluster, run: subprocess.Popen[str]
         os.kill(pid, signal.SIGKILL)
 
 
+def _ingest_killing_actors(cluster: RayCluster, docs: Path, project: Path, how_many: int) -> tuple[int, str, str]:
+    """``ragtune ingest --ray`` into ``project`` with ``how_many`` embedding actors killed mid-way: its exit
+    status, stdout and stderr."""
+    run = subprocess.Popen(cluster.command([str(BIN / "ragtune"), "ingest", str(docs), "-p", str(project), "--ray",
+                                            cluster.address]), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, env=cluster.env)
+    _kill_actors_while_embedding(cluster, run, how_many)
+    stdout, stderr = run.communicate(timeout=300)
+    return run.returncode, stdout, stderr
+
+
 @pytest.mark.slow
 def test_a_dead_embedding_worker_is_replaced_and_a_dead_pool_fails_cleanly_then_resumes(
     cluster: RayCluster, tmp_path: Path
@@ -270,21 +281,13 @@ def test_a_dead_embedding_worker_is_replaced_and_a_dead_pool_fails_cleanly_then_
     Project.open(local).ingest(docs)
     # One of the two actors dies mid-way: its pieces go to the other one and the result is the local one.
     one = _project(tmp_path / "one-dies")
-    run = subprocess.Popen(cluster.command([str(BIN / "ragtune"), "ingest", str(docs), "-p", str(one), "--ray",
-                                            cluster.address]), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, env=cluster.env)
-    _kill_actors_while_embedding(cluster, run, 1)
-    stdout, stderr = run.communicate(timeout=300)
-    assert run.returncode == 0, stdout + stderr
+    returncode, stdout, stderr = _ingest_killing_actors(cluster, docs, one, 1)
+    assert returncode == 0, stdout + stderr
     _assert_same_index(one, local)
     # Both die: a clear error, only complete batches in the index, and the same command finishes the job.
     both = _project(tmp_path / "both-die")
-    run = subprocess.Popen(cluster.command([str(BIN / "ragtune"), "ingest", str(docs), "-p", str(both), "--ray",
-                                            cluster.address]), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, env=cluster.env)
-    _kill_actors_while_embedding(cluster, run, 2)
-    stdout, stderr = run.communicate(timeout=300)
-    assert run.returncode == 1 and "lost its workers while embedding chunks" in stderr, stdout + stderr
+    returncode, stdout, stderr = _ingest_killing_actors(cluster, docs, both, 2)
+    assert returncode == 1 and "lost its workers while embedding chunks" in stderr, stdout + stderr
     assert "run the same command again to resume" in stderr and "Traceback" not in stderr
     assert Project.open(both).check().ok
     again = _ingest(cluster, docs, both, cluster.address)
