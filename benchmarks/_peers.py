@@ -8,7 +8,6 @@ helpers here (query order, latency summary, ratios, scoring) are what the tests 
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import subprocess
@@ -17,7 +16,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
 from _common import BENCH_DIR, REPO_ROOT, cache_dir, dedupe, median, percentile, recall_at_k
+from jsonl_worker import versions as versions  # noqa: E402  (standard library only; the workers' copy is the one)
 
 PEERS_DIR = REPO_ROOT / "benchmarks" / "peers"
 DEFAULT_VENV = BENCH_DIR / "peers-venv"
@@ -171,17 +172,6 @@ def write_docs_jsonl(path: Path, docs: Iterable[tuple[str, str]]) -> int:
             fh.write(json.dumps({"id": doc_id, "text": text}, ensure_ascii=False) + "\n")
             n += 1
     return n
-
-
-def versions(*distributions: str) -> dict[str, str]:
-    """Installed versions of ``distributions`` in this (ragtune's) environment."""
-    out = {}
-    for name in distributions:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "missing"
-    return out
 
 
 def version_text(found: Mapping[str, str]) -> str:

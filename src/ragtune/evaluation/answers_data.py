@@ -23,7 +23,7 @@ from typing import Any
 
 from ragtune.errors import DataError
 from ragtune.evaluation.data import DocumentMap
-from ragtune.tuning.jsonl import jsonl_rows, read_utf8
+from ragtune.tuning.jsonl import jsonl_rows, line_of_id, read_utf8
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
@@ -105,12 +105,6 @@ def _load_jsonl(path: Path, text: str) -> list[AnswerQuestion]:
     return out
 
 
-def _line_of(text: str, qid: Any) -> str:
-    """``:LINE`` of the first place a SQuAD id occurs in the file (empty when it cannot be found)."""
-    at = text.find(json.dumps(qid)) if isinstance(qid, str) and qid else -1
-    return f":{text.count(chr(10), 0, at) + 1}" if at >= 0 else ""
-
-
 def _load_squad(path: Path, text: str, doc: Any) -> list[AnswerQuestion]:
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise DataError(f'{path}: not SQuAD JSON: expected {{"data": [{{"paragraphs": [{{"qas": [...]}}]}}]}}; a '
@@ -124,7 +118,7 @@ def _load_squad(path: Path, text: str, doc: Any) -> list[AnswerQuestion]:
                 raise DataError(f"{path}: data[{i}].paragraphs[{j}]: expected an object with a 'qas' list")
             for k, qa in enumerate(para.get("qas", [])):
                 qid = qa.get("id") if isinstance(qa, dict) else None
-                where = f"{path}{_line_of(text, qid)}: data[{i}].paragraphs[{j}].qas[{k}]"
+                where = f"{path}{line_of_id(text, qid)}: data[{i}].paragraphs[{j}].qas[{k}]"
                 if not isinstance(qa, dict):
                     raise DataError(f"{where}: expected an object with 'question', 'id' and 'answers'")
                 question = _text(qa.get("question"), "question", where)

@@ -37,3 +37,10 @@ def jsonl_rows(path: Path, text: str, expected: str = "") -> Iterator[tuple[int,
         except json.JSONDecodeError as exc:
             hint = f"; {expected}" if expected else ""
             raise DataError(f"{where}: not valid JSON ({exc.msg}, column {exc.colno}){hint}") from None
+
+
+def line_of_id(text: str, qid: Any) -> str:
+    """``:LINE`` of the first place the JSON string ``qid`` (a SQuAD id) occurs in ``text``, for messages; empty
+    when it cannot be found."""
+    at = text.find(json.dumps(qid)) if isinstance(qid, str) and qid else -1
+    return f":{text.count(chr(10), 0, at) + 1}" if at >= 0 else ""

@@ -19,7 +19,7 @@ from typing import Any
 from ragtune.errors import DataError
 from ragtune.tuning.audit import excerpt
 from ragtune.tuning.groups import normalize
-from ragtune.tuning.jsonl import jsonl_rows, read_utf8
+from ragtune.tuning.jsonl import jsonl_rows, line_of_id, read_utf8
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
@@ -139,12 +139,6 @@ def _load_jsonl(path: Path, text: str, loader: _Loader) -> list[ReaderExample]:
     return out
 
 
-def _line_of(text: str, qid: Any) -> str:
-    """``:LINE`` of the first place a SQuAD id occurs in the file (for messages; empty when it cannot be found)."""
-    at = text.find(json.dumps(qid)) if isinstance(qid, str) and qid else -1
-    return f":{text.count(chr(10), 0, at) + 1}" if at >= 0 else ""
-
-
 def _load_squad(path: Path, text: str, doc: Any, loader: _Loader) -> list[ReaderExample]:
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise DataError(f'{path}: not SQuAD JSON: expected {{"data": [{{"title", "paragraphs": [{{"context", '
@@ -162,7 +156,7 @@ def _load_squad(path: Path, text: str, doc: Any, loader: _Loader) -> list[Reader
             passage = _text(para.get("context"), "context", at)
             for k, qa in enumerate(para.get("qas", [])):
                 qid = qa.get("id") if isinstance(qa, dict) else None
-                where = f"{path}{_line_of(text, qid)}: data[{i}].paragraphs[{j}].qas[{k}]"
+                where = f"{path}{line_of_id(text, qid)}: data[{i}].paragraphs[{j}].qas[{k}]"
                 if not isinstance(qa, dict):
                     raise DataError(f"{where}: expected an object with 'question', 'id' and 'answers'")
                 question = _text(qa.get("question"), "question", where)
