@@ -65,7 +65,7 @@ COMMAND = "RAGTUNE_DATA=../shared/data .venv/bin/python benchmarks/scifact_retri
 # Published and peer anchors (../shared/data/README.md), for the notes column.
 ANCHOR_BM25 = "published BM25 0.665 (BEIR) – 0.679 (Anserini)"
 ANCHOR_DENSE = "all-MiniLM-L6-v2 ≈0.645 (MTEB)"
-ANCHOR_HYBRID = "peers, same embedder: LlamaIndex hybrid 0.717 / 0.948, Haystack hybrid 0.688 / 0.954"
+ANCHOR_HYBRID = "peers, same embedder, same run: section Peers side by side: hybrid retrieval"
 GOAL_NDCG, GOAL_RECALL, GOAL_P50_MS = 0.72, 0.95, 25.0
 
 
