@@ -7,7 +7,7 @@ Each demo policy is read by the span reader of ``policyqa_reader.py``'s fold tha
 other 16 policies' PolicyQA questions, never its own), as a user of that website's group in the copilot project
 (``.bench/copilot``). The written policies were never trained on by any fold, so they are all read by the fold-0
 reader (``policyqa-reader-fold0``), as a user with no groups (``corpus/_acl.yaml`` makes them public), in a
-project of their own (``.bench/extract-written``, rebuilt when the folder's files change). Every document goes
+project of their own (``.bench/extract-written``, re-synced on every run). Every document goes
 through ``extract_fields`` with the fields of ``examples/extract/fields.yaml`` and the reader's calibrated
 threshold. Run ``policyqa_reader.py`` first; demo policies whose fold has no model are left out (the written set
 needs fold 0) and the intro says how many were scored.
@@ -21,10 +21,8 @@ A filled value is **correct** when its token-F1 (SQuAD normalisation) with the l
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import shutil
 import sys
 import time
 from collections import Counter
@@ -75,40 +73,16 @@ def load_labels(path: Path) -> tuple[Labels, list[str]]:
     return labels, paths
 
 
-def content_hash(files: Sequence[Path]) -> str:
-    """SHA-256 over the files' names and bytes, in the order given."""
-    digest = hashlib.sha256()
-    for f in files:
-        digest.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
-def build_written_project(root: Path, folder: Path, documents: Sequence[str]) -> Project:
-    """A project whose one root is a copy of the written policies and their ``_acl.yaml`` (``root/docs``).
-
-    ``folder`` is the set's ``corpus/`` (``fields.jsonl`` paths are relative to it). When
-    the files' content hash differs from the one stored beside the project (``root/written.sha256``, written
-    after a successful ingest), the project and the copy are made again from scratch.
-    """
-    files = [folder / d for d in documents] + [folder / "_acl.yaml"]
-    missing = [str(f) for f in files if not f.is_file()]
+def open_written_project(root: Path, corpus: Path, documents: Sequence[str]) -> Project:
+    """A project of its own whose one root is the written set's ``corpus/`` (public by its ``_acl.yaml``), made
+    once and re-synced on every run (an edited policy is re-indexed), as ``compliance_copilot.build_project`` does."""
+    missing = [str(corpus / d) for d in (*documents, "_acl.yaml") if not (corpus / d).is_file()]
     if missing:
         raise SystemExit(f"the written set lacks {', '.join(missing)}")
-    stamp, want = root / "written.sha256", content_hash(files)
-    docs, project_dir = root / "docs", root / "project"
-    if stamp.is_file() and stamp.read_text(encoding="utf-8").strip() == want and project_dir.is_dir():
-        return Project.open(project_dir)
-    stamp.unlink(missing_ok=True)
-    for old in (docs, project_dir):
-        if old.exists():
-            shutil.rmtree(old)
-    docs.mkdir(parents=True)
-    for f in files:
-        shutil.copyfile(f, docs / f.name)
-    init_project(project_dir)
-    project = Project.open(project_dir)
-    project.ingest(docs)
-    stamp.write_text(want + "\n", encoding="utf-8")
+    if not (root / "project" / "ragtune.yaml").is_file():
+        init_project(root / "project")
+    project = Project.open(root / "project")
+    project.ingest(corpus)
     return project
 
 
@@ -180,11 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         emit("extract_fields.policy", set="demo", website=policy.website, reader=reader.spec, filled=filled)
     if registry.versions(WRITTEN_READER):
         written_root = cache_dir("extract-written")
-        written = build_written_project(written_root, WRITTEN / "corpus", written_paths)
+        written = open_written_project(written_root, WRITTEN / "corpus", written_paths)
         reader = SpanReader(registry.root, WRITTEN_READER, threads=written.settings.embedder.threads)
         for path in written_paths:
             t0 = time.perf_counter()
-            extraction = extract_fields(written, written_root / "docs" / path, fields,
+            extraction = extract_fields(written, WRITTEN / "corpus" / path, fields,
                                         Principal("bench", frozenset()), reader)
             seconds += time.perf_counter() - t0
             [row] = extraction.rows
