@@ -78,6 +78,21 @@ class RayCluster:
         return subprocess.run(self.command(args), capture_output=True, text=True, timeout=timeout,
                               env={**self.env, **(env or {})}, cwd=cwd)
 
+    def wait_for_nodes(self, count: int, timeout: float = 90) -> None:
+        """Block until ``count`` nodes are alive in the cluster: ``ray start`` returns before a worker node has
+        registered with the head, and a driver started in that gap sees (and schedules on) the head alone."""
+        probe = ("import sys, time, ray\n"
+                 f"ray.init(address={self.address!r}, logging_level='ERROR')\n"
+                 f"deadline = time.monotonic() + {timeout}\n"
+                 f"while sum(n['Alive'] for n in ray.nodes()) < {count} and time.monotonic() < deadline:\n"
+                 "    time.sleep(0.5)\n"
+                 "alive = sum(n['Alive'] for n in ray.nodes())\n"
+                 f"print(alive); sys.exit(0 if alive >= {count} else 1)\n")
+        done = self.run([sys.executable, "-c", probe], timeout=timeout + 60)
+        if done.returncode != 0:
+            raise RuntimeError(f"the Ray cluster did not reach {count} live nodes in {timeout:.0f} s:\n"
+                               f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+
     def pids(self) -> set[int]:
         """Every process in the namespace: the cluster's and any driver running in it now."""
         out = subprocess.run(["ip", "netns", "pids", self.namespace], capture_output=True, text=True, timeout=30)
@@ -154,6 +169,7 @@ def start_cluster(temp: Path) -> RayCluster:
             if done.returncode != 0:
                 raise RuntimeError(f"ray start {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
             cluster.started.append(args[0])
+        cluster.wait_for_nodes(2)
     except BaseException:
         cluster.stop()
         raise

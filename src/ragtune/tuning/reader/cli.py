@@ -42,8 +42,8 @@ def tune_reader(
                                                              "share.")] = 64,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Windows per step.")] = 16,
     epochs: EpochsOpt = 1.0,
-    learning_rate: Annotated[float, typer.Option("--learning-rate", min=1e-7, help="AdamW learning "
-                                                 "rate.")] = 5e-5,
+    learning_rate: Annotated[float, typer.Option("--learning-rate", min=1e-7, help=(
+        "AdamW learning rate (3e-4 was chosen on PolicyQA training policies: docs/benchmarks.md)."))] = 3e-4,
     time_budget: TimeBudgetOpt = None,
     holdout: HoldoutOpt = 0.1,
     seed: SeedOpt = 0,

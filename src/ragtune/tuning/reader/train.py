@@ -233,7 +233,7 @@ class _Saved:
 def train_reader(
     registry: Registry, name: str, examples: Sequence[ReaderExample], *,
     validation: Sequence[ReaderExample] | None = None, layers: int = 6, max_length: int = 256, stride: int = 64,
-    batch_size: int = 16, epochs: float = 1.0, learning_rate: float = 5e-5, time_budget: float | None = None,
+    batch_size: int = 16, epochs: float = 1.0, learning_rate: float = 3e-4, time_budget: float | None = None,
     threads: int = 2, seed: int = 0, holdout: float = 0.1, data_source: str = "", progress: Progress | None = None,
     audit: ReaderAudit | None = None, max_answer_tokens: int | None = None,
 ) -> TrainedReader:
