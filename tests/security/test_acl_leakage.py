@@ -148,3 +148,12 @@ class TestLanceStoreAclLeakage(AclLeakagePropertyTest):
     @pytest.fixture
     def store(self, tmp_path: Path) -> Store:
         return LanceStore(tmp_path / "lance")
+
+
+class TestLanceStoreApproximateAclLeakage(AclLeakagePropertyTest):
+    """The leakage property on LanceStore's large-table path: IVF-PQ index, every dense search approximate."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Store:
+        return LanceStore(tmp_path / "lance", ann_min_rows=1, exact_max_readable=0)
+

@@ -32,3 +32,13 @@ class TestLanceStore(StoreConformanceSuite, SyncStateTest, ExportTest):
     def test_acl_filter_quotes_tokens(self) -> None:
         where = acl_filter(Principal("ann", frozenset({"legal"})))
         assert where == "array_has_any(acl, ['group:legal', 'public', 'user:ann'])"
+
+
+class TestLanceStoreApproximate(StoreConformanceSuite):
+    """The same contract with the large-table path forced: an IVF-PQ vector index from the first row and every
+    dense search through it (``exact_max_readable=0``), as on a store above ``ANN_MIN_ROWS`` chunks."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Store:
+        return LanceStore(tmp_path / "lance", ann_min_rows=1, exact_max_readable=0)
+

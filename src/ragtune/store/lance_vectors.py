@@ -1,0 +1,89 @@
+"""How the embedded store searches vectors at each size.
+
+Below ``ann_min_rows`` chunks the vector index is one IVF partition: every readable vector is compared, so dense
+search is exact (a scan through the index took half the time of an unindexed one on SciFact). From that size on,
+:meth:`~ragtune.store.lance.LanceStore.optimize` replaces it with an IVF-PQ index (about √N partitions, 8 dimensions
+per sub-vector) searched over ``NPROBES`` partitions with the best ``REFINE_FACTOR`` × k re-scored on the full
+vectors. A principal who may read at most ``exact_max_readable`` chunks is searched exactly even then: the ACL
+filter (a label-list index lookup) leaves few enough vectors to compare all of them, and an approximate search
+under a very selective filter is where recall is lost. The ACL filter is in the query on both paths.
+
+The figures behind these defaults are in docs/benchmarks.md ("Store scale").
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+ANN_MIN_ROWS = 100_000  # below this, exact search is fast enough: the bar the approximate index is held to
+EXACT_MAX_READABLE = 50_000  # a principal reading at most this many chunks is searched exactly
+NPROBES = 32
+REFINE_FACTOR = 10
+ANN_INDEX_TYPE = "IvfPq"
+_MIN_ROWS_PER_PARTITION = 256  # what Lance needs to train a partition's centroid
+
+
+def vector_index_config(rows: int, dim: int, ann_min_rows: int = ANN_MIN_ROWS) -> Any:
+    """The vector index a table of ``rows`` chunks should have: exact (one partition) or IVF-PQ."""
+    from lancedb.index import IvfFlat, IvfPq
+
+    if rows < ann_min_rows:
+        return IvfFlat(distance_type="cosine", num_partitions=1)
+    partitions = max(2, min(round(math.sqrt(rows)), rows // _MIN_ROWS_PER_PARTITION))
+    sub_vectors = dim // 8 if dim % 8 == 0 else 1
+    return IvfPq(distance_type="cosine", num_partitions=partitions, num_sub_vectors=sub_vectors)
+
+
+def vector_index_of(table: Any) -> Any | None:
+    """The table's index on ``vector`` (a LanceDB ``IndexConfig``), or None."""
+    return next((ix for ix in table.list_indices() if tuple(ix.columns) == ("vector",)), None)
+
+
+def is_approximate(index: Any | None) -> bool:
+    """Whether ``index`` is the approximate (IVF-PQ) vector index."""
+    return index is not None and index.index_type == ANN_INDEX_TYPE
+
+
+def wrong_vector_index(index: Any | None, rows: int, ann_min_rows: int = ANN_MIN_ROWS) -> bool:
+    """Whether a table of ``rows`` chunks with ``index`` should get a new vector index: none yet, exact at or
+    above ``ann_min_rows`` chunks, or approximate below it (an exact one is then both faster and exact)."""
+    return index is None or is_approximate(index) != (rows >= ann_min_rows)
+
+
+def dense_rows(table: Any, vector: np.ndarray, where: str, k: int, *, approximate: bool) -> Any:
+    """Top-``k`` (chunk id, cosine distance) of the chunks matching ``where`` (the ACL pre-filter) as Arrow;
+    ``approximate``: through the IVF-PQ index, otherwise an exact comparison of every matching vector."""
+    query = (table.search(np.asarray(vector, dtype=np.float32), query_type="vector")
+             .distance_type("cosine").where(where, prefilter=True))
+    query = query.nprobes(NPROBES).refine_factor(REFINE_FACTOR) if approximate else query.bypass_vector_index()
+    return query.select(["chunk_id", "_distance"]).limit(k).to_arrow()
+
+
+class ReadableCounts:
+    """How many chunks each ACL token set may read, per table version (small and bounded: the cost of a count
+    is one label-list index lookup, this only saves it on repeated queries)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._counts: OrderedDict[tuple[int, tuple[str, ...]], int] = OrderedDict()
+
+    def get(self, table: Any, version: int, tokens: tuple[str, ...], where: str) -> int:
+        """The number of chunks matching ``where`` (the filter of ``tokens``) at ``version``."""
+        key = (version, tokens)
+        if key in self._counts:
+            self._counts.move_to_end(key)
+            return self._counts[key]
+        count = int(table.count_rows(where))
+        if int(table.version) == version:  # a write in between would file a newer count under an older version
+            self._counts[key] = count
+            while len(self._counts) > self.size:
+                self._counts.popitem(last=False)
+        return count
+
+
+__all__ = ["ANN_MIN_ROWS", "EXACT_MAX_READABLE", "ReadableCounts", "dense_rows", "is_approximate",
+           "vector_index_config", "vector_index_of", "wrong_vector_index"]
