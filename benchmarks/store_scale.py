@@ -35,7 +35,6 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -286,13 +285,13 @@ def record(results: dict[str, dict[str, Any]], n_queries: int, rounds: int, nois
     """Two tables in docs/benchmarks.md: search under each filter, and build cost."""
     chunks = next(iter(results.values()))["chunks"]
     names = {"lance": "LanceDB (embedded)", "postgres": "PostgreSQL + pgvector"}
-    load = subprocess.run(["cat", "/proc/loadavg"], capture_output=True, text=True).stdout.split()[:1]
     intro = (f"{chunks:,} chunks in documents of {PER_DOC}: SciFact titles and sentences by template, vectors the "
              f"abstracts' real all-MiniLM-L6-v2 embeddings plus noise {noise:g}, normalised; document d readable by "
              f"group g(d mod {GROUPS}), every {NEEDLE_EVERY:,}th also by one user. {n_queries} SciFact test claims "
              f"(real embeddings) as queries, top-{K}; dense p50 / p95 the median over {rounds} rounds; recall@10 "
              f"against exact search over the principal's readable vectors. Goal: recall@10 ≥ {GOAL_RECALL:g} at "
-             f"p95 ≤ {GOAL_P95_MS:g} ms on both stores. Machine: {machine()}; load {''.join(load)} at the end.")
+             f"p95 ≤ {GOAL_P95_MS:g} ms on both stores. Machine: {machine()}; "
+             f"load {os.getloadavg()[0]:.2f} at the end.")
     header = ["store · filter", "readable chunks", "dense p50 / p95 ms", "dense recall@10", "BM25 p50 / p95 ms"]
     for kind, r in results.items():
         for name, s in r["search"].items():

@@ -278,7 +278,7 @@ def test_cache_is_bounded_lru(folder: Path) -> None:
 
 
 def test_cache_keeps_only_the_newest_version() -> None:
-    cache = IsolatedIndexCache(4)
+    cache: IsolatedIndexCache[IsolatedBM25] = IsolatedIndexCache(4)
     index = IsolatedBM25(["a"], ["words"])
     cache.put(cache.key(2, ["public"]), index)
     cache.put(cache.key(2, ["group:hr", "public"]), index)

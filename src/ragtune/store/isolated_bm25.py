@@ -26,6 +26,7 @@ import threading
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -35,6 +36,7 @@ MAX_TOKEN_BYTES = 40  # Lance drops tokens of this many UTF-8 bytes or more (Rem
 DEFAULT_CACHE_SIZE = 16
 
 CacheKey = tuple[int, tuple[str, ...]]  # (store version, the principal's sorted ACL tokens)
+V = TypeVar("V")
 
 _WORD = re.compile(r"[^\W_]+")  # runs of letters and digits, as Lance's "simple" base tokenizer splits
 
@@ -146,14 +148,15 @@ class IsolatedBM25:
         return [(self.chunk_ids[i], float(scores[i])) for i in ranked]
 
 
-class IsolatedIndexCache:
-    """A thread-safe LRU of :class:`IsolatedBM25` indexes keyed by (store version, principal's ACL tokens)."""
+class IsolatedIndexCache(Generic[V]):
+    """A thread-safe LRU of per-principal values (:class:`IsolatedBM25` indexes; the embedded store's readable
+    counts too) keyed by (store version, principal's ACL tokens)."""
 
     def __init__(self, maxsize: int = DEFAULT_CACHE_SIZE) -> None:
         if maxsize < 0:
             raise ValueError("maxsize must be >= 0")
         self.maxsize = maxsize
-        self._items: OrderedDict[CacheKey, IsolatedBM25] = OrderedDict()
+        self._items: OrderedDict[CacheKey, V] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -172,7 +175,7 @@ class IsolatedIndexCache:
         with self._lock:
             return list(self._items)
 
-    def get(self, key: CacheKey) -> IsolatedBM25 | None:
+    def get(self, key: CacheKey) -> V | None:
         """The cached index for ``key`` (marked recently used), or None."""
         with self._lock:
             index = self._items.get(key)
@@ -183,7 +186,7 @@ class IsolatedIndexCache:
                 self._items.move_to_end(key)
             return index
 
-    def put(self, key: CacheKey, index: IsolatedBM25) -> None:
+    def put(self, key: CacheKey, index: V) -> None:
         """Cache ``index`` under ``key``, evicting the least recently used beyond ``maxsize``.
 
         Store versions only grow, so entries of older versions can never be asked for again: they are dropped

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import pyarrow as pa
 from ragtune.core import Chunk, Principal
 from ragtune.store import lance_vectors
 from ragtune.store.base import ChunkRow, DocRecord, check_replacement
-from ragtune.store.isolated_bm25 import DEFAULT_CACHE_SIZE, IsolatedBM25, IsolatedIndexCache
+from ragtune.store.isolated_bm25 import DEFAULT_CACHE_SIZE, IsolatedBM25, IsolatedIndexCache, V
 from ragtune.store.state import FolderSyncState
 
 TABLE = "chunks"
@@ -55,10 +55,10 @@ class LanceStore:
         self.dim = dim
         self.ann_min_rows = ann_min_rows
         self.exact_max_readable = exact_max_readable
-        self._readable = lance_vectors.ReadableCounts()
+        self._readable: IsolatedIndexCache[int] = IsolatedIndexCache(256)  # readable chunks per token set
         self._approximate = False  # whether the vector index (as of the last index check) is IVF-PQ
         # Per-principal BM25 indexes of the lexical isolation mode, keyed by (table version, ACL tokens).
-        self.isolated_indexes = IsolatedIndexCache(isolation_cache_size)
+        self.isolated_indexes: IsolatedIndexCache[IsolatedBM25] = IsolatedIndexCache(isolation_cache_size)
         self._table: Any = None
         self._checked: tuple[int, int] | None = None  # (table version, row count) when indexes were last checked
         self._index_lock = threading.Lock()  # searches may run in parallel threads
@@ -222,16 +222,23 @@ class LanceStore:
         return list(zip(rows["chunk_id"].to_pylist(), rows["_score"].to_pylist(), strict=True))
 
     def _isolated_index(self, principal: Principal) -> IsolatedBM25:
-        version = self.version()
-        key = self.isolated_indexes.key(version, principal.tokens())
-        index = self.isolated_indexes.get(key)
-        if index is None:
+        def build() -> IsolatedBM25:
             pairs = self.readable_texts(principal)
-            index = IsolatedBM25([cid for cid, _ in pairs], [text for _, text in pairs])
+            return IsolatedBM25([cid for cid, _ in pairs], [text for _, text in pairs])
+
+        return self._per_principal(self.isolated_indexes, principal, build)
+
+    def _per_principal(self, cache: IsolatedIndexCache[V], principal: Principal, build: Callable[[], V]) -> V:
+        """``cache``'s value for the principal's tokens at the current table version, built when missing."""
+        version = self.version()
+        key = cache.key(version, principal.tokens())
+        value = cache.get(key)
+        if value is None:
+            value = build()
             # A write between reading the version and the rows would file newer rows under an older version.
             if self.version() == version:
-                self.isolated_indexes.put(key, index)
-        return index
+                cache.put(key, value)
+        return value
 
     def readable_texts(self, principal: Principal) -> list[tuple[str, str]]:
         """(chunk id, search text) of every chunk the principal may read, by id (ACL filter in the query)."""
@@ -255,7 +262,7 @@ class LanceStore:
         where = acl_filter(principal)
         approximate = self._approximate
         if approximate:
-            readable = self._readable.get(self.table, self.version(), tuple(principal.tokens()), where)
+            readable = self._per_principal(self._readable, principal, lambda: int(self.table.count_rows(where)))
             approximate = readable > self.exact_max_readable
         rows = lance_vectors.dense_rows(self.table, vector, where, k, approximate=approximate)
         if approximate and rows.num_rows < k:  # the probed partitions held too few readable chunks
