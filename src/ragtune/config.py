@@ -120,13 +120,23 @@ class StoreSettings(_Section):
 
     ``dsn`` may name host, database and user but never a password: give the whole DSN in ``RAGTUNE_STORE_DSN``
     (or ``store_dsn: ...`` in the secrets file), which wins over this one. ``schema``: the PostgreSQL schema
-    holding this project's index; ``pool_size``: connections each process keeps at most.
+    holding this project's index; ``pool_size``: connections each process keeps at most;
+    ``index_build_memory``: PostgreSQL's ``maintenance_work_mem`` while a bulk load (a first ingestion into an empty
+    store, a ``migrate`` target) builds the vector and term indexes at its end.
     """
 
     kind: Literal["lance", "postgres"] = "lance"
     dsn: str | None = None
     schema_name: str = Field("ragtune", alias="schema", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
     pool_size: int = Field(5, ge=1, le=100)
+    index_build_memory: str = "1GB"
+
+    @field_validator("index_build_memory")
+    @classmethod
+    def _memory_size(cls, value: str) -> str:
+        from ragtune.store.pg_bulk import check_build_memory
+
+        return check_build_memory(value)
 
     @field_validator("dsn")
     @classmethod

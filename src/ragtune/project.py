@@ -105,7 +105,7 @@ class Project:
 
             s = self.settings.store
             return PostgresStore(resolve_dsn(s.dsn), dim=self.embedder.dim, schema=s.schema_name,
-                                 pool_size=s.pool_size)
+                                 pool_size=s.pool_size, index_build_memory=s.index_build_memory)
         raise ConfigError(f"store.kind {kind!r} is not available")  # pragma: no cover - Literal-checked
 
     @cached_property

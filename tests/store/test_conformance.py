@@ -10,10 +10,11 @@ from ragtune.core import Principal
 from ragtune.store.base import Store
 from ragtune.store.lance import LanceStore, acl_filter
 from ragtune.testing.store import LEGAL, ExportTest, StoreConformanceSuite, ids
+from ragtune.testing.store_bulk import BulkLoadTest
 from ragtune.testing.sync_state import SyncStateTest
 
 
-class TestLanceStore(StoreConformanceSuite, SyncStateTest, ExportTest):
+class TestLanceStore(StoreConformanceSuite, SyncStateTest, ExportTest, BulkLoadTest):
     @pytest.fixture
     def store(self, tmp_path: Path) -> Store:
         return LanceStore(tmp_path / "lance")
@@ -34,7 +35,7 @@ class TestLanceStore(StoreConformanceSuite, SyncStateTest, ExportTest):
         assert where == "array_has_any(acl, ['group:legal', 'public', 'user:ann'])"
 
 
-class TestLanceStoreApproximate(StoreConformanceSuite):
+class TestLanceStoreApproximate(StoreConformanceSuite, BulkLoadTest):
     """The same contract with the large-table path forced: an IVF-PQ vector index from the first row and every
     dense search through it (``exact_max_readable=0``), as on a store above ``ANN_MIN_ROWS`` chunks."""
 

@@ -41,6 +41,7 @@ from ragtune.testing.store import (
     make_chunks,
     unit_vector,
 )
+from ragtune.testing.store_bulk import BulkLoadTest
 from ragtune.testing.store_properties import AclLeakagePropertyTest
 from ragtune.testing.sync_state import SyncStateTest
 from store.pg_cluster import PgCluster
@@ -48,7 +49,7 @@ from store.pg_cluster import PgCluster
 MakeStore = Callable[..., PostgresStore]
 
 
-class TestPostgresStore(StoreConformanceSuite, SyncStateTest, ExportTest):
+class TestPostgresStore(StoreConformanceSuite, SyncStateTest, ExportTest, BulkLoadTest):
     """The shipped suites, unchanged."""
 
     @pytest.fixture

@@ -15,6 +15,7 @@ import hashlib
 import os
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,7 +28,7 @@ from ragtune.ingest.acl import AclResolver
 from ragtune.ingest.executor import IngestExecutor, LocalExecutor, ParseJob, ParseOutcome
 from ragtune.ingest.parsers import read_front_matter, read_source
 from ragtune.ingest.roots import RootSet, is_within, source_prefix_matches
-from ragtune.ingest.walk import Found, walk_sources
+from ragtune.ingest.walk import Found, Walk, walk_sources
 from ragtune.models.embedder import Embedder
 from ragtune.store.base import DocRecord, Store
 from ragtune.store.state import SyncState
@@ -184,6 +185,28 @@ class Syncer:
                             allow_external=self.follow_external_links, exclude=exclude)
         report.failed.extend(walk.failed)
         report.skipped.extend(walk.skipped)
+        # A first ingestion into an empty store is a bulk load: the PostgreSQL store builds its vector and term
+        # indexes once at the end instead of row by row (the load's exit optimizes, so the optimize below is not
+        # repeated).
+        with self.store.bulk_load() if not known else nullcontext():
+            ways = self._write_changes(walk, known, resolver, walked_root, report, progress)
+        gone = [
+            d.doc_id for d in known.values()
+            if d.doc_id not in ways and source_prefix_matches(d.source_path, root)
+            and not any(source_prefix_matches(d.source_path, f) for f in walk.unreadable_folders)
+        ]
+        if gone:
+            self.store.delete_documents(gone)
+            report.deleted = len(gone)
+        if report.changed and known:
+            self.store.optimize()
+        report.nodes = self.executor.placement()
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    def _write_changes(self, walk: Walk, known: dict[str, DocRecord], resolver: AclResolver, walked_root: Path,
+                       report: SyncReport, progress: SyncProgress | None) -> dict[str, list[Found]]:
+        """Read, chunk, embed and write every new or changed file of the walk; the files found, by document id."""
         ways: dict[str, list[Found]] = {}
         for one in walk.files:
             ways.setdefault(_doc_id(one.real), []).append(one)  # the walk resolved it already
@@ -220,19 +243,7 @@ class Syncer:
         if total:
             total(planned)  # exact from here on (0 when nothing is new)
         self._embed_all(pending, report, progress)
-        gone = [
-            d.doc_id for d in known.values()
-            if d.doc_id not in ways and source_prefix_matches(d.source_path, root)
-            and not any(source_prefix_matches(d.source_path, f) for f in walk.unreadable_folders)
-        ]
-        if gone:
-            self.store.delete_documents(gone)
-            report.deleted = len(gone)
-        if report.changed:
-            self.store.optimize()
-        report.nodes = self.executor.placement()
-        report.seconds = time.perf_counter() - t0
-        return report
+        return ways
 
     def _acl(self, found: list[Found], front_matter: dict[str, Any] | None, resolver: AclResolver,
              walked_root: Path) -> Acl:

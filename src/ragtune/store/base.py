@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -130,4 +131,11 @@ class Store(Protocol):
 
     def optimize(self) -> None:
         """Fold recent writes into the indexes; searches are correct before and after."""
+        ...
+
+    def bulk_load(self) -> AbstractContextManager[None]:
+        """A context for loading many chunks at once (a first ingestion, a ``migrate`` target): writes inside may
+        leave index upkeep to one build at the end. Searches are correct inside, perhaps slower. A normal exit
+        leaves the store as :meth:`optimize` does; an error inside keeps every write that returned, and the next
+        ``optimize()`` completes the indexes."""
         ...

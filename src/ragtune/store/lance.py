@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -394,6 +395,14 @@ class LanceStore:
             self.table.create_index("vector", config=config, replace=True)
             self._ensure_indexes()
         self.table.optimize(cleanup_older_than=timedelta(days=1))
+
+
+    @contextmanager
+    def bulk_load(self) -> Iterator[None]:
+        """Writes inside are appended as they are anyway (indexes are built by :meth:`optimize`); a normal exit
+        runs ``optimize()``."""
+        yield
+        self.optimize()
 
 
 def open_store(path: Path, dim: int = 384) -> LanceStore:

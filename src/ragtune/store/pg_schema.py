@@ -27,6 +27,7 @@ from typing import Any
 from psycopg import Connection, errors, sql
 
 from ragtune.errors import ConfigError
+from ragtune.store.pg_bulk import DEFERRED_INDEXES
 
 MIN_ITERATIVE_SCAN = (0, 8)  # pgvector's hnsw.iterative_scan appeared in 0.8.0
 
@@ -156,12 +157,10 @@ def _v2(conn: Connection[Any], s: sql.Identifier, dim: int) -> None:
         # millisecond a row) and leave the old entries behind; building the graph once afresh is cheaper.
         run("DROP INDEX IF EXISTS {s}.chunks_embedding")  # (absent if dropped for a bulk load: built here)
         pg_lexical.rebuild(conn, s)
-        run("CREATE INDEX chunks_embedding ON {s}.chunks USING hnsw (embedding vector_cosine_ops)")
+        run(DEFERRED_INDEXES["chunks_embedding"])
     else:
         pg_lexical.recount(conn, s)
-    # No pending list: with GIN's fastupdate every search scans the entries inserted since the last VACUUM, and
-    # 360 such pages after loading SciFact made each search 2.5 times slower.
-    run("CREATE INDEX chunks_terms ON {s}.chunks USING gin (terms) WITH (fastupdate = off)", *_V2_TRIGGERS)
+    run(DEFERRED_INDEXES["chunks_terms"], *_V2_TRIGGERS)  # (no pending list: see pg_bulk)
 
 
 # The triggers of migration 2: every statement changing chunks applies its net change of N, the total length,

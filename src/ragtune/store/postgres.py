@@ -28,7 +28,7 @@ from psycopg_pool import ConnectionPool
 
 from ragtune.core import Chunk, Principal
 from ragtune.errors import ConfigError, RagtuneError
-from ragtune.store import pg_lexical
+from ragtune.store import pg_bulk, pg_lexical
 from ragtune.store.base import ChunkRow, DocRecord, check_replacement
 from ragtune.store.pg_dsn import DSN_ENV, describe_dsn, parse_dsn, redact_dsn
 from ragtune.store.pg_schema import MIN_ITERATIVE_SCAN, extension_info, migrate, set_search_path
@@ -64,8 +64,10 @@ class PostgresStore:
 
     def __init__(self, dsn: str, *, dim: int = 384, schema: str = DEFAULT_SCHEMA,
                  pool_size: int = DEFAULT_POOL_SIZE, ef_search: int = DEFAULT_EF_SEARCH,
-                 max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES, connect_timeout: float = 10.0) -> None:
+                 max_scan_tuples: int = DEFAULT_MAX_SCAN_TUPLES, connect_timeout: float = 10.0,
+                 index_build_memory: str = pg_bulk.DEFAULT_BUILD_MEMORY) -> None:
         self.schema = _identifier(schema, "store schema")
+        self.index_build_memory = pg_bulk.check_build_memory(index_build_memory)
         self.dim = int(dim)
         self.ef_search = max(1, min(int(ef_search), 1000))
         self.max_scan_tuples = max(1, int(max_scan_tuples))
@@ -85,6 +87,7 @@ class PostgresStore:
                     log.warning("the lexical terms in PostgreSQL schema %s were made by %s, but this ragtune "
                                 "analyses queries with %s: BM25 misses words the two stem differently until "
                                 "PostgresStore.rebuild_lexical() runs", self.schema, stale, pg_lexical.analyzer_id())
+                pg_bulk.warn_if_missing(conn, self.schema)
             self.iterative_scan = version >= MIN_ITERATIVE_SCAN
             if not self.iterative_scan:
                 log.warning("pgvector %s has no iterative index scans (0.8+): filtered dense searches fall back "
@@ -190,6 +193,19 @@ class PostgresStore:
                         updates=sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
                                                    for c in _WRITE_COLUMNS[1:])))
             self._bump(conn)
+
+    @contextmanager
+    def bulk_load(self) -> Iterator[None]:
+        """Writes inside may leave the HNSW and term indexes to one build at the end (:mod:`~ragtune.store.pg_bulk`):
+        only if the store is empty at entry, else nothing changes. A normal exit builds them and runs
+        :meth:`optimize`; an error inside leaves every committed write, and the next ``optimize()`` builds them."""
+        with self._conn("bulk load") as conn, conn.transaction():
+            self._serialize(conn)
+            deferred = pg_bulk.drop_if_empty(conn, self.schema)
+        yield
+        if deferred:
+            log.info("building the vector and term indexes of PostgreSQL schema %s", self.schema)
+        self.optimize()
 
     @staticmethod
     def _row(c: Chunk, vector: np.ndarray, synced_at: float, terms: tuple[str, int]) -> tuple[Any, ...]:
@@ -399,8 +415,10 @@ class PostgresStore:
 
     def optimize(self) -> None:
         """Refresh the planner's statistics (ANALYZE) and move the ACL index's pending entries into it (a
-        search reads those one by one); every other index is kept current by every write already."""
+        search reads those one by one), after building any index a bulk load left out (:meth:`bulk_load`); every
+        other index is kept current by every write already."""
         with self._conn("optimize") as conn:
+            pg_bulk.build_missing(conn, self.schema, self.index_build_memory)
             conn.execute(self._q("ANALYZE {s}.chunks"))
             conn.execute("SELECT gin_clean_pending_list(%s::regclass)",
                          [sql.Identifier(self.schema, "chunks_acl").as_string(conn)])

@@ -2,6 +2,8 @@
 
 - :mod:`ragtune.testing.store`: the :class:`~ragtune.store.base.Store` conformance suite as pytest mixins
   (``StoreConformanceSuite`` and its parts); a backend subclasses it and overrides the ``store`` fixture.
+- :mod:`ragtune.testing.store_bulk`: ``BulkLoadTest``, ``Store.bulk_load`` (same results as plain writes, ACLs
+  inside, nothing lost on an error inside).
 - :mod:`ragtune.testing.store_properties`: ``AclLeakagePropertyTest``, the ACL-leakage property (hypothesis).
 - :mod:`ragtune.testing.classifier`: scikit-learn-style checks for a
   :class:`~ragtune.tuning.base.TextClassifier` (``classifier_checks``, ``parametrize_with_checks``).
@@ -17,7 +19,7 @@ try:
 except ImportError:  # pragma: no cover - only the suites need pytest
     pass
 else:
-    pytest.register_assert_rewrite("ragtune.testing.store", "ragtune.testing.store_properties",
-                                   "ragtune.testing.classifier")
+    pytest.register_assert_rewrite("ragtune.testing.store", "ragtune.testing.store_bulk",
+                                   "ragtune.testing.store_properties", "ragtune.testing.classifier")
 
 __all__: list[str] = []
