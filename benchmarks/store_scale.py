@@ -273,6 +273,9 @@ class open_store:  # noqa: N801 - used as a context manager, named like one
             row = conn.execute("SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN "
                                "pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'scale' "
                                "AND c.relkind = 'r'").fetchone()
+            hnsw = conn.execute("SELECT pg_relation_size('scale.chunks_embedding')").fetchone()
+        # The on-disk graph is about what its build held in maintenance_work_mem (index_build_memory).
+        print(f"  HNSW index: {int(hnsw[0]) / 2**20:,.0f} MB" if hnsw else "", file=sys.stderr, flush=True)
         return int(row[0]) if row else 0
 
     def __exit__(self, *exc: object) -> None:

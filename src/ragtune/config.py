@@ -129,7 +129,7 @@ class StoreSettings(_Section):
     dsn: str | None = None
     schema_name: str = Field("ragtune", alias="schema", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
     pool_size: int = Field(5, ge=1, le=100)
-    index_build_memory: str = "1GB"
+    index_build_memory: str = "2GB"
 
     @field_validator("index_build_memory")
     @classmethod

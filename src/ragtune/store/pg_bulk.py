@@ -32,7 +32,7 @@ DEFERRED_INDEXES: dict[str, str] = {
                     "WITH (fastupdate = off)",
 }
 log = logging.getLogger("ragtune.store.postgres")  # the store's own logger: one place to silence or route it
-DEFAULT_BUILD_MEMORY = "1GB"  # maintenance_work_mem while building them: a million 384-d vectors' graph fits
+DEFAULT_BUILD_MEMORY = "2GB"  # maintenance_work_mem for the builds: about 2 kB a 384-d vector in the HNSW graph
 _MEMORY = re.compile(r"^\d+\s*(kB|MB|GB|TB)$")
 
 
