@@ -94,12 +94,30 @@ def test_no_path_returns_a_chunk_outside_the_principals_rights(filled: tuple[Lan
     store, vectors = filled
     one_group = Principal("ann", frozenset({"g3"}))  # 300 chunks: above exact_max_readable, the IVF-PQ path
     assert _readable(one_group).sum() > store.exact_max_readable
-    for principal in (NEEDLE, one_group, Principal("nobody")):
+    # 60 %: at least POSTFILTER_MIN_SHARE, so the ACL filter is applied to the search's candidates.
+    most = Principal("mo", frozenset(f"g{i}" for i in range(6)))
+    assert _readable(most).mean() >= lance_vectors.POSTFILTER_MIN_SHARE
+    for principal in (NEEDLE, one_group, most, Principal("nobody")):
         mask = _readable(principal)
         readable = {f"d{i // PER_DOC:04d}-{i % PER_DOC:05d}" for i in np.flatnonzero(mask)}
         hits = store.dense_search(vectors[5], principal, 50)
         assert {cid for cid, _ in hits} <= readable
         assert len(hits) == min(50, len(readable))
+
+
+def test_a_principal_reading_most_chunks_gets_k_readable_hits_near_unreadable_ones(
+        filled: tuple[LanceStore, np.ndarray]) -> None:
+    """Filtered after the search, the candidates near an unreadable chunk are mostly unreadable: the store
+    must still return k readable chunks (searching again with the filter first when too few survive)."""
+    store, vectors = filled
+    most = Principal("mo", frozenset(f"g{i}" for i in range(5)))  # 50 %: the post-filter path
+    readable = _readable(most)
+    recalls = []
+    for q in np.flatnonzero(~readable)[::97][:15]:  # queries at chunks the principal may not read
+        hits = [cid for cid, _ in store.dense_search(vectors[q], most, 10)]
+        assert len(hits) == 10 and set(hits) <= set(_exact(vectors, vectors[q], readable, len(vectors)))
+        recalls.append(len(set(hits) & set(_exact(vectors, vectors[q], readable, 10))) / 10)
+    assert float(np.mean(recalls)) >= 0.8, recalls
 
 
 def test_shrinking_below_the_threshold_brings_the_exact_index_back(tmp_path: Path) -> None:

@@ -258,14 +258,18 @@ class LanceStore:
     def dense_search(self, vector: np.ndarray, principal: Principal, k: int) -> list[tuple[str, float]]:
         """Cosine search over chunks the principal may read (ACL pre-filter in the query): exact, or through the
         IVF-PQ index on a large table unless the principal reads few chunks (then exact again)."""
-        if k <= 0 or self._ensure_indexes() == 0:
+        total = self._ensure_indexes()
+        if k <= 0 or total == 0:
             return []
         where = acl_filter(principal)
-        approximate = self._approximate
+        approximate, share = self._approximate, 0.0
         if approximate:
             readable = self._per_principal(self._readable, principal, lambda: int(self.table.count_rows(where)))
-            approximate = readable > self.exact_max_readable
-        rows = lance_vectors.dense_rows(self.table, vector, where, k, approximate=approximate)
+            approximate, share = readable > self.exact_max_readable, readable / total
+        rows = lance_vectors.dense_rows(self.table, vector, where, k, approximate=approximate, share=share)
+        if approximate and rows.num_rows < k and share >= lance_vectors.POSTFILTER_MIN_SHARE:
+            # Filtered after the search, too few candidates were readable: filter first.
+            rows = lance_vectors.dense_rows(self.table, vector, where, k, approximate=True)
         if approximate and rows.num_rows < k:  # the probed partitions held too few readable chunks
             rows = lance_vectors.dense_rows(self.table, vector, where, k, approximate=False)
         return [(cid, 1.0 - d) for cid, d in zip(rows["chunk_id"].to_pylist(), rows["_distance"].to_pylist(),
