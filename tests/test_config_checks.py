@@ -197,3 +197,12 @@ def test_a_project_variable_naming_no_project_says_so(tmp_path: Path, monkeypatc
     monkeypatch.setenv("RAGTUNE_PROJECT_DIR", str(tmp_path / "nothing"))
     with pytest.raises(ConfigError, match="RAGTUNE_PROJECT_DIR=.*not a ragtune project"):
         load_settings()
+
+
+@pytest.mark.parametrize(("body", "key"), [("index_build_memory: lots", "store.index_build_memory"),
+                                           ("index_build_memory: 2GB; DROP TABLE x", "store.index_build_memory"),
+                                           ("ef_search: 5000", "store.ef_search")])
+def test_bad_postgres_store_settings_are_refused_at_load(tmp_path: Path, body: str, key: str) -> None:
+    write(tmp_path / "ragtune.yaml", f"store:\n  {body}\n")
+    with pytest.raises(ConfigError, match=rf"ragtune.yaml: setting '{key}'"):
+        load_settings(tmp_path)

@@ -122,7 +122,8 @@ class StoreSettings(_Section):
     (or ``store_dsn: ...`` in the secrets file), which wins over this one. ``schema``: the PostgreSQL schema
     holding this project's index; ``pool_size``: connections each process keeps at most;
     ``index_build_memory``: PostgreSQL's ``maintenance_work_mem`` while a bulk load (a first ingestion into an empty
-    store, a ``migrate`` target) builds the vector and term indexes at its end.
+    store, a ``migrate`` target) builds the vector and term indexes at its end; ``ef_search``: the HNSW candidate
+    list of a dense search (higher: better recall, slower; pgvector allows at most 1000).
     """
 
     kind: Literal["lance", "postgres"] = "lance"
@@ -130,6 +131,7 @@ class StoreSettings(_Section):
     schema_name: str = Field("ragtune", alias="schema", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
     pool_size: int = Field(5, ge=1, le=100)
     index_build_memory: str = "2GB"
+    ef_search: int = Field(400, ge=1, le=1000)
 
     @field_validator("index_build_memory")
     @classmethod

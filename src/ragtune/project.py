@@ -105,7 +105,8 @@ class Project:
 
             s = self.settings.store
             return PostgresStore(resolve_dsn(s.dsn), dim=self.embedder.dim, schema=s.schema_name,
-                                 pool_size=s.pool_size, index_build_memory=s.index_build_memory)
+                                 pool_size=s.pool_size, index_build_memory=s.index_build_memory,
+                                 ef_search=s.ef_search)
         raise ConfigError(f"store.kind {kind!r} is not available")  # pragma: no cover - Literal-checked
 
     @cached_property

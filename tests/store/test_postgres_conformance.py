@@ -326,13 +326,15 @@ def test_a_password_in_ragtune_yaml_is_refused(tmp_path: Path) -> None:
 def test_project_builds_the_postgres_store_from_settings_and_the_environment(
         pg_cluster: PgCluster, pg_schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / CONFIG_NAME).write_text(
-        f"store:\n  kind: postgres\n  dsn: postgresql://nobody@127.0.0.1:1/none\n  schema: {pg_schema}\n")
+        f"store:\n  kind: postgres\n  dsn: postgresql://nobody@127.0.0.1:1/none\n  schema: {pg_schema}\n"
+        "  ef_search: 123\n  index_build_memory: 512MB\n")
     monkeypatch.setenv("RAGTUNE_STORE_DSN", pg_cluster.dsn)  # wins over store.dsn, and may hold the password
     project = Project.open(tmp_path)
     store = project.store
     assert isinstance(store, PostgresStore)
     try:
         assert store.schema == pg_schema and store.count() == 0
+        assert (store.ef_search, store.index_build_memory) == (123, "512MB")
         fill(store)
         assert ids(project.store.lexical_search("backups", CAROL, 1)) == ["d4-00000"]
     finally:

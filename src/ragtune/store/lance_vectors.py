@@ -25,6 +25,7 @@ ANN_MIN_ROWS = 100_000  # below this, exact search is fast enough: the bar the a
 EXACT_MAX_READABLE = 50_000  # a principal reading at most this many chunks is searched exactly
 NPROBES = 32
 REFINE_FACTOR = 150  # PQ codes rank near neighbours roughly: 10 kept recall@10 at 0.72 on a million chunks, 150 0.96
+# (benchmarks/store_scale_sweep.py --store lance)
 POSTFILTER_MIN_SHARE = 0.5  # a principal reading at least this share of the chunks: the ACL filter after the search
 POSTFILTER_MARGIN = 1.5
 ANN_INDEX_TYPE = "IvfPq"
