@@ -400,7 +400,6 @@ class LanceStore:
             self._ensure_indexes()
         self.table.optimize(cleanup_older_than=timedelta(days=1))
 
-
     @contextmanager
     def bulk_load(self) -> Iterator[None]:
         """Writes inside are appended as they are anyway (indexes are built by :meth:`optimize`); a normal exit
