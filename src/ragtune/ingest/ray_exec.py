@@ -32,6 +32,7 @@ from ragtune.models.embedder import Embedder, make_embedder
 try:
     import ray
     import ray.exceptions
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ConfigError("--ray needs Ray on this machine: pip install 'ragtune[ray]' (the same Ray version as the "
                       "cluster)") from exc
@@ -58,6 +59,15 @@ def _worker_embedder(spec: tuple[tuple[str, Any], ...]) -> Embedder:
 
     kwargs = dict(spec)
     return make_embedder(**{**kwargs, "models_dir": Path(kwargs["models_dir"])})
+
+
+def _cpu_slots() -> list[str]:
+    """One entry per CPU of the cluster's alive nodes, interleaved over the nodes (A, B, A, B, ...): the i-th task
+    or actor goes to slot i, so work spreads over every node. Ray's ``SPREAD`` strategy picks nodes from a resource
+    view that lags behind, and on a busy machine it sent every parse task to one node."""
+    per_node = [[n["NodeID"]] * int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
+    width = max((len(cpus) for cpus in per_node), default=0)
+    return [cpus[i] for i in range(width) for cpus in per_node if i < len(cpus)]
 
 
 def _ragtune_version() -> str:
@@ -111,14 +121,23 @@ class RayExecutor:
         self._load: list[int] = []  # pieces in flight per actor
         self._nodes: dict[str, set[str]] = {"parse": set(), "embed": set()}
         self._version = _ragtune_version()
+        self._slots = _cpu_slots()
+
+    def _placed(self, i: int) -> dict[str, Any]:
+        """Options that put the ``i``-th task or actor on CPU slot ``i``; soft, so a dead node's share runs
+        elsewhere."""
+        if not self._slots:
+            return {"scheduling_strategy": "SPREAD"}
+        node = self._slots[i % len(self._slots)]
+        return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node, soft=True)}
 
     def map_parse(self, jobs: Sequence[ParseJob]) -> list[ParseOutcome]:
         """Parse and chunk ``jobs`` in tasks of up to ``files_per_task`` files (at least two tasks per CPU when
         there are enough files), spread over the nodes; outcomes in job order."""
         self._stop_actors()
         size = max(1, min(self.files_per_task, -(-len(jobs) // (2 * self.cpus))))
-        refs = [_parse_batch.options(scheduling_strategy="SPREAD").remote(list(jobs[i:i + size]), self.spec)
-                for i in range(0, len(jobs), size)]
+        refs = [_parse_batch.options(**self._placed(n)).remote(list(jobs[i:i + size]), self.spec)
+                for n, i in enumerate(range(0, len(jobs), size))]
         out: list[ParseOutcome] = []
         for ref in refs:
             node, version, outcomes = self._get(ref, "parsing files")
@@ -131,8 +150,8 @@ class RayExecutor:
         """Start the embedding actors and load their models; refuse workers whose embedder differs."""
         if self._actors:
             return
-        self._actors = [_EmbedActor.options(scheduling_strategy="SPREAD").remote(self.spec)  # type: ignore[attr-defined]
-                        for _ in range(self.n_actors)]
+        self._actors = [_EmbedActor.options(**self._placed(i)).remote(self.spec)  # type: ignore[attr-defined]
+                        for i in range(self.n_actors)]
         for i, ref in enumerate([a.warm_up.remote() for a in self._actors]):
             try:
                 node, fingerprint, version = self._get(ref, "loading the embedder", actor_may_die=True)
