@@ -131,7 +131,7 @@ class StoreSettings(_Section):
     schema_name: str = Field("ragtune", alias="schema", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
     pool_size: int = Field(5, ge=1, le=100)
     index_build_memory: str = "2GB"
-    ef_search: int = Field(400, ge=1, le=1000)
+    ef_search: int = Field(1000, ge=1, le=1000)
 
     @field_validator("index_build_memory")
     @classmethod

@@ -25,8 +25,9 @@ from psycopg import Connection, sql
 # The indexes a bulk load defers, by name, as migration 2 left them (the migration creates them from here too).
 DEFERRED_INDEXES: dict[str, str] = {
     # m 32, ef_construction 200 (pgvector's defaults: 16, 64): on the million-chunk scale corpus, recall@10 at
-    # ef_search 400 rose from 0.81 to 0.97 unfiltered and from 0.79 to 0.95 under a 2 % filter; the build took
-    # 1,027 s instead of 186 (docs/postgres.md).
+    # ef_search 400 rose from 0.81 to 0.97 unfiltered and from 0.79 to 0.95 under a 2 % filter (100 queries),
+    # and at the default ef_search 1000 it is 0.97 / 0.96 (300 queries); the build took 1,027 s instead of 186
+    # (docs/postgres.md).
     "chunks_embedding": "CREATE INDEX IF NOT EXISTS chunks_embedding ON {s}.chunks "
                         "USING hnsw (embedding vector_cosine_ops) WITH (m = 32, ef_construction = 200)",
     # No pending list: with GIN's fastupdate every search scans the entries inserted since the last VACUUM, and

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SCHEMA = "ragtune"
 DEFAULT_POOL_SIZE = 5
-DEFAULT_EF_SEARCH = 400  # the HNSW candidate list per scan step (pgvector's default is 40); capped at 1000
+DEFAULT_EF_SEARCH = 1000  # the HNSW candidate list per scan step (pgvector's default is 40); capped at 1000
 DEFAULT_MAX_SCAN_TUPLES = 20_000  # how far an iterative scan walks before giving up (pgvector's default)
 
 _COLUMNS = ["chunk_id", "doc_id", "source_path", "title", "section_path", "page", "char_start", "char_end",
