@@ -29,20 +29,21 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cache_dir, command_line, emit, machine, write_row  # noqa: E402
 from house_style_replies import EXAMPLES, token_counter  # noqa: E402
+from replies import TEST_FILE, TRAIN_FILE  # noqa: E402  (house_style_replies put examples/generator on the path)
 
 SECTION = "Serving a tuned generator (llama.cpp, same prompts)"
 HEADER = ["model", "served as", "TTFT p50", "decode tokens/s", "tokens/s overall", "vs base (TTFT / decode)",
           "output tokens (mean)", "measured"]
-TRAIN_FILE, TEST_FILE = "replies_train.jsonl", "replies_test.jsonl"
 
 
 def round_figures(run: Any) -> dict[str, float]:
-    """TTFT p50 (ms), decode and overall tokens/s, mean output tokens of one configuration's run."""
+    """TTFT p50 (ms) and overall tokens/s as ``run_generator`` measured them, decode tokens/s, mean output tokens
+    of one configuration's run."""
     decode_tokens = sum(max(0, n - 1) for n in run.output_tokens)
     decode_s = sum(max(0.0, t - f) for t, f in zip(run.latency_s, run.first_token_s, strict=True))
-    return {"ttft_ms": statistics.median(run.first_token_s) * 1000,
+    return {"ttft_ms": run.metrics["time_to_first_token_p50_ms"],
             "decode_tps": decode_tokens / decode_s if decode_s > 0 else 0.0,
-            "overall_tps": sum(run.output_tokens) / sum(run.latency_s),
+            "overall_tps": run.metrics["tokens_per_s"],
             "tokens_mean": statistics.mean(run.output_tokens)}
 
 
