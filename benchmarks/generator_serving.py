@@ -1,13 +1,14 @@
 """Serving cost of a tuned generator: time to first token and tokens/s of the base model, the base with a LoRA
-adapter and a fully fine-tuned model under llama.cpp (xllamacpp), on the same prompts.
+adapter, the same LoRA merged into the base at export (``--merge``) and a fully fine-tuned model under llama.cpp
+(xllamacpp), on the same prompts.
 
 Issue 14's serving measure. A LoRA adapter and a full fine-tune of the packaged SmolLM2-135M-Instruct are trained
 for ``--epochs`` (default a quarter of an epoch: serving speed does not depend on it; the quality of a full run is
 the section "House-style replies") on ``examples/generator/replies_train.jsonl``, what ``ragtune tune generator
 --method lora|full`` runs. Each of the three is then served the way ``generator.kind`` serves it (``llamacpp``:
 the Q4_1 base; ``tuned`` with an adapter: the same base with the adapter GGUF applied at run time; ``tuned``
-after full fine-tuning: the whole model written as an f16 GGUF) and asked the first ``--limit`` (16) held-out
-messages of ``replies_test.jsonl`` with the same chat (the house style as the system turn, no examples),
+after ``--merge`` or full fine-tuning: the whole model written as an f16 GGUF) and asked the first ``--limit``
+(16) held-out messages of ``replies_test.jsonl`` with the same chat (the house style as the system turn, no examples),
 greedily, at most ``--max-new-tokens`` tokens. ``--rounds`` rounds, the three models taking turns within each;
 per model the median over rounds of: time to first token p50, decode tokens/s (output tokens after the first over
 the time after the first) and overall tokens/s (output tokens over the whole latency), and the ratio of each to
@@ -72,12 +73,12 @@ def main() -> None:
     held = load_gen_examples(EXAMPLES / TEST_FILE)[: args.limit]
     progress = PlainProgress(lambda line: print(line, file=sys.stderr, flush=True), 60)
     specs: dict[str, str] = {}
-    for method in ("lora", "full"):
-        result = train_generator(registry, f"serving-{method}", train, validation=held, method=method,
+    for key, method, merge in (("lora", "lora", False), ("merged", "lora", True), ("full", "full", False)):
+        result = train_generator(registry, f"serving-{key}", train, validation=held, method=method, merge=merge,
                                  epochs=args.epochs, max_length=512, eval_limit=0, threads=args.threads,
                                  data_source=f"examples/generator/{TRAIN_FILE}", progress=progress)
-        specs[method] = f"{result.card.name}@{result.card.version}"
-        emit(f"{method} trained", seconds=result.card.metrics["train_seconds"], steps=result.card.metrics["steps"])
+        specs[key] = f"{result.card.name}@{result.card.version}"
+        emit(f"{key} trained", seconds=result.card.metrics["train_seconds"], steps=result.card.metrics["steps"])
 
     info = resolve_base(None)
     count = token_counter(info.folder)
@@ -85,6 +86,8 @@ def main() -> None:
         "base": (LlamaCppGenerator(model_path=info.gguf, threads=args.threads), "Q4_1 GGUF (generator.kind: llamacpp)"),
         "LoRA": (tuned_generator(registry.root, specs["lora"], threads=args.threads),
                  "Q4_1 base + adapter GGUF applied at run time"),
+        "LoRA merged at export": (tuned_generator(registry.root, specs["merged"], threads=args.threads),
+                                  "whole model, f16 GGUF (`--merge`)"),
         "full fine-tune": (tuned_generator(registry.root, specs["full"], threads=args.threads),
                            "whole model, f16 GGUF"),
     }
@@ -111,10 +114,10 @@ def main() -> None:
     intro = (f"{len(held)} held-out messages of `examples/generator/{TEST_FILE}` (house-style replies: the style as "
              f"the system turn, message and help article as the user turn, no examples), asked of each model "
              f"greedily, at most {args.max_new_tokens} new tokens, llama.cpp (xllamacpp) on {args.threads} threads. "
-             f"The tuned models: `ragtune tune generator --method lora|full`, {args.epochs:g} epoch on "
-             f"`{TRAIN_FILE}`. {args.rounds} rounds, the models taking turns in each; each figure is the median "
-             f"over rounds, the ratios the median of the per-round ratios to the base model. Decode tokens/s: "
-             f"output tokens after the first over the time after the first. {machine()}; load "
+             f"The tuned models: `ragtune tune generator --method lora|full` (and `--method lora --merge`), "
+             f"{args.epochs:g} epoch on `{TRAIN_FILE}`. {args.rounds} rounds, the models taking turns in each; "
+             f"each figure is the median over rounds, the ratios the median of the per-round ratios to the base "
+             f"model. Decode tokens/s: output tokens after the first over the time after the first. {machine()}; load "
              f"{os.getloadavg()[0]:.2f} at the end.")
     today = time.strftime("%Y-%m-%d")
     for name, (_, served_as) in generators.items():

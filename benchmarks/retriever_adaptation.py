@@ -63,7 +63,7 @@ from ragtune.store.lance import LanceStore  # noqa: E402
 from ragtune.tuning.registry import Registry  # noqa: E402
 from ragtune.tuning.retriever.biencoder import RECALL_K, train_biencoder  # noqa: E402
 from ragtune.tuning.retriever.cli import reindex as reindex_command  # noqa: E402
-from ragtune.tuning.retriever.cli import tune_retriever  # noqa: E402
+from ragtune.tuning.retriever.cli import training_defaults, tune_retriever  # noqa: E402
 from ragtune.tuning.retriever.pairs import PairSet, generate_pairs  # noqa: E402
 from ragtune.tuning.retriever.sources import collect_pairs  # noqa: E402
 from ragtune.tuning.retriever.tuned import TunedEmbedder  # noqa: E402
@@ -95,7 +95,7 @@ def cli_defaults() -> dict[str, Any]:
     """The defaults of `ragtune tune retriever` and `ragtune reindex`, read from the commands themselves."""
     tune = {k: p.default for k, p in inspect.signature(tune_retriever).parameters.items()}
     reindex = {k: p.default for k, p in inspect.signature(reindex_command).parameters.items()}
-    return {"max_pairs": tune["max_pairs"], "epochs": tune["epochs"], "batch_size": tune["batch_size"],
+    return {"max_pairs": tune["max_pairs"], "batch_size": tune["batch_size"],
             "learning_rate": tune["learning_rate"], "holdout": tune["holdout"], "seed": tune["seed"],
             "reindex_batch_size": reindex["batch_size"]}
 
@@ -177,17 +177,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--qrels-train", action="store_true",
                     help="also train on SciFact's train queries + qrels/train.tsv (labelled_pairs; corpus pairs "
                          "fill --max-pairs); rows go to their own section")
-    ap.add_argument("--no-corpus-pairs", action="store_true",
-                    help="with --qrels-train: labelled pairs only (`tune retriever --no-corpus-pairs`)")
+    ap.add_argument("--corpus-pairs", action="store_true",
+                    help="with --qrels-train: corpus pairs fill --max-pairs after the labelled ones (`tune retriever "
+                         "--corpus-pairs`; the CLI's default with labels is labels only)")
     ap.add_argument("--epochs", type=float, default=None,
-                    help=f"training epochs (default: the CLI's {defaults['epochs']})")
+                    help="training epochs (default: the CLI's, 3 on labels only, 1 with corpus pairs)")
     ap.add_argument("--rrf-k", type=int, default=None,
                     help="the adapted model's fusion RRF k (chosen on train by scifact_dev_select.py)")
     ap.add_argument("--dense-weight", type=float, default=None,
                     help="the adapted model's fusion dense weight (chosen on train by scifact_dev_select.py)")
     args = ap.parse_args(argv)
     fusion = {k: v for k, v in (("rrf_k", args.rrf_k), ("dense_weight", args.dense_weight)) if v is not None}
-    epochs = args.epochs if args.epochs is not None else defaults["epochs"]
+    corpus_pairs, epochs = training_defaults(args.qrels_train, True if args.corpus_pairs else None, args.epochs)
     model_name = MODEL_NAME_QRELS if args.qrels_train else MODEL_NAME
     budget = args.time_budget if args.time_budget is not None else (QUICK_BUDGET if args.quick else 900.0)
     max_pairs = args.max_pairs if args.max_pairs is not None else (QUICK_PAIRS if args.quick
@@ -217,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rss_before = peak_rss_mb()
     t0 = time.perf_counter()
     pairs = training_pairs(info.store, base_embedder, qrels_train=args.qrels_train, max_pairs=max_pairs,
-                           seed=defaults["seed"], corpus_pairs=not args.no_corpus_pairs, progress=progress)
+                           seed=defaults["seed"], corpus_pairs=corpus_pairs, progress=progress)
     pairs_s = time.perf_counter() - t0
     registry = Registry(work / "models")
     t0 = time.perf_counter()
@@ -268,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("(--quick or --no-docs: docs/benchmarks.md not written)", file=sys.stderr)
         return 0
     variant = ", ".join(v for v in (
-        "labels only" if args.no_corpus_pairs else "",
+        "+ corpus pairs" if args.qrels_train and args.corpus_pairs else "",
         f"{epochs:g} epochs" if args.epochs is not None else "",
         f"fusion RRF k {fusion.get('rrf_k', 20)}, dense weight {fusion.get('dense_weight', 1.0):g}" if fusion else "",
     ) if v)
@@ -284,9 +285,11 @@ def qrels_intro(chunks: int, base_cache: str, train_queries: int) -> str:
         f"the corpus (SciFact test)\" (same index: {chunks} chunks, cache `.bench/{base_cache}`; same hybrid, "
         "dense and latency runs). The adapted model is trained on SciFact's **train** split: its "
         f"{train_queries} train queries with `qrels/train.tsv` through `labelled_pairs` (each query → the best "
-        "chunk of each gold abstract, up to 4 hard negatives from the BM25 / dense top, never a gold abstract), "
-        "plus pairs generated from the corpus filling `--max-pairs` (`collect_pairs`, what `ragtune tune "
-        "retriever --queries --qrels` runs), then `train_biencoder`. No test query or qrel is used in training "
+        "chunk of each gold abstract, up to 4 hard negatives from the BM25 / dense top, never a gold abstract; "
+        "`collect_pairs`, what `ragtune tune retriever --queries --qrels` runs), then `train_biencoder`: labels "
+        "only for 3 epochs, the command's default with labelled queries since `scifact_dev_select.py` chose it "
+        "on a dev split of the train queries (a row marked \"+ corpus pairs\" adds pairs generated from the corpus "
+        "filling `--max-pairs`, 1 epoch, the default before). No test query or qrel is used in training "
         "or to choose anything; every setting is the command's default except the time budget, and except what a "
         "row's label names in parentheses (chosen on a dev split of the train queries by `scifact_dev_select.py`). "
         "The \"train hybrid nDCG@10\" column is then on queries trained on (a fit check, not a generalisation "

@@ -17,6 +17,7 @@ from ragtune.cli import app
 from ragtune.config import init_project
 from ragtune.core import Principal
 from ragtune.errors import ConfigError, DataError
+from ragtune.models.generator import LlamaCppGenerator
 from ragtune.pipelines.runner import PipelineRunner
 from ragtune.pipelines.spec import PipelineSpec
 from ragtune.project import Project
@@ -133,12 +134,38 @@ def test_a_crashed_run_resumes_from_its_checkpoint(tmp_path: Path,
     assert result.card.metrics["steps"] == 3 and result.rows == []  # nothing held out: no comparison
 
 
+def test_a_merged_lora_is_registered_and_served_as_one_whole_model(
+        tmp_path: Path, triage: tuple[GenData, GenData, dict[str, Any]]) -> None:
+    train, test, schema = triage
+    registry = Registry(tmp_path)
+    result = train_generator(registry, "merged", train[:8], schema=schema, holdout=0, merge=True,
+                             learning_rate=1e-3, **SMALL)
+    model = result.folder / "model"
+    assert result.card.params["method"] == "lora" and result.card.params["merged"] is True
+    assert result.card.notes["served_file"] == "model.gguf" and not (model / "adapter.gguf").exists()
+    assert (model / "peft" / "adapter_config.json").is_file()  # the adapter itself is kept
+    assert result.card.notes["gguf_bytes"] == (model / "model.gguf").stat().st_size > 100_000_000  # f16, whole
+    generator = tuned_generator(registry.root, "merged@1")
+    base = LlamaCppGenerator(threads=2)
+    try:
+        assert generator.lora_path is None and generator.model_path == model / "model.gguf"
+        reply = generator.generate(test[0].messages, max_tokens=32, json_schema=generator.schema)
+        assert validate_output(reply, schema) is None
+        assert generator.generate(test[0].messages, max_tokens=24) != base.generate(test[0].messages,
+                                                                                     max_tokens=24)
+    finally:
+        generator.close()
+        base.close()
+
+
 def test_bad_settings_fail_before_any_model_loads(tmp_path: Path,
                                                   triage: tuple[GenData, GenData, dict[str, Any]]) -> None:
     train, _, schema = triage
     registry = Registry(tmp_path)
     with pytest.raises(ConfigError, match="unknown --method"):
         train_generator(registry, "x", train, method="qlora")
+    with pytest.raises(ConfigError, match="--merge .* --method lora only"):
+        train_generator(registry, "x", train, method="full", merge=True)
     bad = {"type": "object", "required": ["summary"]}
     with pytest.raises(DataError, match="no target validates"):
         train_generator(registry, "x", train, schema=bad)

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from ragtune.cli import app
 from ragtune.config import init_project
+from ragtune.tuning.retriever.cli import training_defaults
 
 runner = CliRunner()
 
@@ -34,6 +35,7 @@ def test_tune_retriever_end_to_end(corpus_project: Corpus, tmp_path: Path) -> No
     assert card["method"] == "embedder" and card["notes"]["stopped"] == "time budget"
     assert card["metrics"]["steps"] < card["metrics"]["planned_steps"]
     assert card["notes"]["pairs"]["pairs"] == 40 and card["params"]["batch_size"] == 4
+    assert card["params"]["epochs"] == 1.0  # corpus pairs (no labels): one epoch by default
     code, out = invoke("models", "list", "-p", str(project))
     row = next(line for line in out.splitlines() if "│ cli " in line)
     assert code == 0 and "embedder" in row and "0.0000" not in row and "–" in row  # no classifier metrics
@@ -45,6 +47,13 @@ def test_tune_retriever_end_to_end(corpus_project: Corpus, tmp_path: Path) -> No
     assert code == 0 and "pump" in out
     code, out = invoke("reindex", "--embedder", "registry:cli@1", "-p", str(project))
     assert code == 0 and "already embedded with registry:cli@v1+" in out
+
+
+def test_labels_only_for_three_epochs_is_the_default_with_labelled_queries() -> None:
+    assert training_defaults(False, None, None) == (True, 1.0)  # corpus alone
+    assert training_defaults(True, None, None) == (False, 3.0)  # --queries: labels only (chosen on a dev split)
+    assert training_defaults(True, True, None) == (True, 1.0)  # --corpus-pairs asks for both
+    assert training_defaults(True, None, 0.5) == (False, 0.5) and training_defaults(False, False, 2) == (False, 2)
 
 
 def test_help_explains_the_commands() -> None:

@@ -109,12 +109,12 @@ def test_no_feedback_says_it_comes_from_the_web_ui(project: Path, tmp_path: Path
         feedback_pairs(proj.store, proj.embedder, proj.ui_store)
 
 
-def test_cli_trains_on_labelled_queries_and_feedback_only(project: Path, tmp_path: Path) -> None:
+def test_cli_trains_on_labelled_queries_and_feedback_by_default(project: Path, tmp_path: Path) -> None:
     proj = Project.open(project)
     vote(proj, HANA, LABELLED_QUERIES["q1"], "up")
     queries, qrels = write_labelled_files(tmp_path)
     code, out = invoke("tune", "retriever", "--name", "lab", "--queries", str(queries), "--qrels", str(qrels),
-                       "--feedback", "--no-corpus-pairs", "--batch-size", "4", "--time-budget", "1", "-p",
+                       "--feedback", "--batch-size", "4", "--time-budget", "1", "-p",
                        str(project))
     assert code == 0, out
     assert "labelled pairs: 4 from 4 judged queries" in out and "1 gold documents not in the index" in out
@@ -123,7 +123,8 @@ def test_cli_trains_on_labelled_queries_and_feedback_only(project: Path, tmp_pat
     card = json.loads((project / "models" / "lab" / "v1" / "card.json").read_text())
     counts = card["notes"]["pairs"]
     assert counts["pairs"] == 5 and counts["labelled_pairs"] == 4 and counts["feedback_pairs"] == 1
-    assert "corpus_pairs" not in counts and "heading_pairs" not in counts
+    assert "corpus_pairs" not in counts and "heading_pairs" not in counts  # labels only: the default with --queries
+    assert card["params"]["epochs"] == 3.0
     assert "labelled" in card["data_source"] and "feedback" in card["data_source"]
 
 

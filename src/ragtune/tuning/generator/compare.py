@@ -14,14 +14,14 @@ Progress = Callable[[str, int, int, dict[str, float]], None]
 SAMPLES = 5
 
 
-def served_generator(info: Any, gguf: Path | None, method: str, threads: int) -> Any:
-    """The llama.cpp generator of a configuration: the base alone (``gguf`` None), the base with a LoRA adapter,
-    or a whole tuned model."""
+def served_generator(info: Any, gguf: Path | None, served_as: str, threads: int) -> Any:
+    """The llama.cpp generator of a configuration: the base alone (``gguf`` None), the base with a LoRA adapter
+    (``served_as`` ``lora``), or a whole tuned model (``full``: fully tuned, or a LoRA merged at export)."""
     from ragtune.models.generator import LlamaCppGenerator
 
     if gguf is None:
         return LlamaCppGenerator(model_path=info.gguf, threads=threads)
-    if method == "lora":
+    if served_as == "lora":
         return LlamaCppGenerator(model_path=info.gguf, lora_path=gguf, threads=threads)
     return LlamaCppGenerator(model_path=gguf, threads=threads)
 
@@ -35,7 +35,7 @@ def configurations(shots: int, schema: bool) -> list[tuple[str, bool, bool]]:
     return out
 
 
-def before_after(info: Any, tuned_gguf: Path, method: str, train: Sequence[GenExample], held: Sequence[GenExample],
+def before_after(info: Any, tuned_gguf: Path, served_as: str, train: Sequence[GenExample], held: Sequence[GenExample],
                  *, schema: dict[str, Any] | None, shots: int, seed: int, threads: int, max_new_tokens: int,
                  progress: Progress | None = None, count_tokens: Callable[[str], int] | None = None,
                  baseline: bool = True) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]]]:
@@ -51,7 +51,7 @@ def before_after(info: Any, tuned_gguf: Path, method: str, train: Sequence[GenEx
     for config, tuned, constrained in configurations(shots, schema is not None):
         if not tuned and not baseline:
             continue
-        generator = served_generator(info, tuned_gguf if tuned else None, method, threads)
+        generator = served_generator(info, tuned_gguf if tuned else None, served_as, threads)
         try:
             def step(done: int, total: int, _c: str = config) -> None:
                 if progress is not None:

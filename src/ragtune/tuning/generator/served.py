@@ -1,10 +1,10 @@
 """``generator.kind: tuned``: a generator fine-tuned by ``ragtune tune generator``, served by llama.cpp.
 
 The registry version's ``model/`` holds either ``adapter.gguf`` (LoRA, applied on the base GGUF its card names)
-or ``model.gguf`` (full fine-tuning, served alone), and ``schema.json`` when it was trained with an output
-schema. An adapter is only ever served on the base it was trained on: the card's base fingerprint is checked
-against the base file before the server starts, so a replaced base fails with a clear error instead of
-writing nonsense.
+or ``model.gguf`` (full fine-tuning, or a LoRA merged into the base at export: served alone), and
+``schema.json`` when it was trained with an output schema. An adapter is only ever served on the base it was
+trained on: the card's base fingerprint is checked against the base file before the server starts, so a replaced
+base fails with a clear error instead of writing nonsense.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class TunedGenerator(LlamaCppGenerator):
 def tuned_generator(models_dir: Path, spec: str, *, threads: int = 2, n_ctx: int = 4096) -> TunedGenerator:
     """The generator serving the tuned model ``spec`` names (config only: nothing loads until ``warm_up``)."""
     from ragtune.tuning.generator.base import resolve_base
+    from ragtune.tuning.generator.train import ADAPTER_FILE
 
     folder, version, card = resolve_tuned(models_dir, spec)
     served = folder / str(card.notes.get("served_file", ""))
@@ -58,7 +59,7 @@ def tuned_generator(models_dir: Path, spec: str, *, threads: int = 2, n_ctx: int
     schema_file = folder / "schema.json"
     schema = json.loads(schema_file.read_text(encoding="utf-8")) if schema_file.is_file() else None
     system = card.params.get("system_prompt")
-    if card.params.get("method") != "lora":
+    if served.name != ADAPTER_FILE:  # a whole model: fully tuned, or a LoRA merged at export
         return TunedGenerator(served, lora_path=None, schema=schema, spec=f"{card.name}@{version}",
                               system_prompt=system, n_ctx=n_ctx, threads=threads)
     base_path = card.params.get("base_gguf")

@@ -121,13 +121,15 @@ def train_generator(
     registry: Registry, name: str, examples: Sequence[GenExample], *,
     validation: Sequence[GenExample] | None = None, schema: dict[str, Any] | None = None, method: str = "lora",
     base: Path | None = None, epochs: float = 1.0, learning_rate: float | None = None, batch_size: int = 8,
-    max_length: int = 256, lora_rank: int = 16, lora_alpha: int = 32, time_budget: float | None = None,
+    max_length: int = 256, lora_rank: int = 16, lora_alpha: int = 32, merge: bool = False,
+    time_budget: float | None = None,
     holdout: float = 0.1, seed: int = 0, threads: int = 2, resume: bool = False, save_every: int = 50,
     shots: int = 5, eval_limit: int = 100, max_new_tokens: int = 128, baseline: bool = True, data_source: str = "",
     progress: Progress | None = None, audit: GenAudit | None = None, cache_dir: Path | None = None,
 ) -> TrainedGenerator:
     """Audit ``examples`` (``audit``: theirs when the caller already made it), fine-tune the base model on them
-    (``method`` ``lora`` or ``full``), write the tuned weights as GGUF, measure base-with-``shots``-examples
+    (``method`` ``lora`` or ``full``), write the tuned weights as GGUF (a LoRA as an adapter, or with ``merge``
+    merged into the base and written whole, which llama.cpp serves faster), measure base-with-``shots``-examples
     against the tuned model on the held-out examples (``validation``, else a ``holdout`` share of the prompts;
     at most ``eval_limit``), with and without ``schema``-constrained decoding, register the model as the next
     version of ``name`` (kind ``generator``) with ``report.md`` and ``report.html`` beside it, and return it.
@@ -139,6 +141,9 @@ def train_generator(
     check_name(name)
     if method not in METHODS:
         raise ConfigError(f"unknown --method {method!r}: use lora (an adapter on the base) or full (all weights)")
+    if merge and method != "lora":
+        raise ConfigError("--merge merges a LoRA into the base: it applies to --method lora only (a full "
+                          "fine-tune is already a whole model)")
     train_all = list(examples)
     held_given = list(validation) if validation is not None else None
     if audit is None:
@@ -166,6 +171,8 @@ def train_generator(
                           "it with llama.cpp's convert_hf_to_gguf.py and pass the .gguf as --base")
     data_sha = examples_digest(train)
     folder, resuming = _checkpoint_dir(registry, name, _run_digest(data_sha, params, info.fingerprint), resume)
+    if method == "lora":
+        params["merged"] = merge  # how it is exported, not how it trains: a checkpoint resumes either way
     if progress is not None:
         progress("load", 0, 1, {})
     offline()
@@ -177,11 +184,11 @@ def train_generator(
         tuned = trainer.model.eval()
         staging = Path(tempfile.mkdtemp(prefix=".stage-", dir=registry.root))
         try:
-            served = _export(tuned, info, staging, method, lora_alpha, lora_rank, schema)
+            served = _export(tuned, info, staging, method, lora_alpha, lora_rank, schema, merge)
             from ragtune.tuning.generator.compare import before_after
 
-            rows, samples = before_after(info, served, method, train, held[:eval_limit], schema=schema, shots=shots,
-                                         seed=seed, threads=threads, max_new_tokens=max_new_tokens,
+            rows, samples = before_after(info, served, served_as(params), train, held[:eval_limit], schema=schema,
+                                         shots=shots, seed=seed, threads=threads, max_new_tokens=max_new_tokens,
                                          progress=progress, count_tokens=_token_counter(tokenizer),
                                          baseline=baseline)
             card = _card(name, info, train, held, audit, trainer.state, state, params, rows, data_source, staging,
@@ -234,16 +241,25 @@ def _trainer(model: Any, tokenizer: Any, train: list[GenExample], folder: Path, 
     return trainer, state
 
 
+def served_as(params: dict[str, Any]) -> str:
+    """How a run's tuned weights are served: ``lora`` (an adapter applied on the base at run time) or ``full``
+    (one whole GGUF: a full fine-tune, or a LoRA merged into the base at export)."""
+    return "lora" if params["method"] == "lora" and not params.get("merged") else "full"
+
+
 def _export(model: Any, info: Any, staging: Path, method: str, alpha: int, rank: int,
-            schema: dict[str, Any] | None) -> Path:
-    """Write the served GGUF (adapter or whole model) and the schema into ``staging``; returns the GGUF's path."""
+            schema: dict[str, Any] | None, merge: bool = False) -> Path:
+    """Write the served GGUF (adapter, or whole model: fully tuned or a merged LoRA) and the schema into
+    ``staging``; returns the GGUF's path."""
     from ragtune.tuning.generator.gguf_export import export_full_gguf, export_lora_gguf
 
     if schema is not None:
         (staging / SCHEMA_FILE).write_text(json.dumps(schema, indent=2), encoding="utf-8")
     if method == "lora":
         model.save_pretrained(str(staging / "peft"))  # the adapter in peft's format too, for merging elsewhere
-        return cast(Path, export_lora_gguf(model, info, staging / ADAPTER_FILE, alpha=float(alpha), rank=rank))
+        if not merge:
+            return cast(Path, export_lora_gguf(model, info, staging / ADAPTER_FILE, alpha=float(alpha), rank=rank))
+        model = model.merge_and_unload()  # base + B·A·alpha/r in every adapted matrix; the peft copy is saved
     return cast(Path, export_full_gguf(model, info, staging / FULL_FILE))
 
 
@@ -264,7 +280,7 @@ def _card(name: str, info: Any, train: list[GenExample], held: list[GenExample],
           validation_file: bool, data_sha: str) -> ModelCard:
     from ragtune.tuning.generator.base import files_sha256
 
-    gguf = staging / (ADAPTER_FILE if params["method"] == "lora" else FULL_FILE)
+    gguf = staging / (ADAPTER_FILE if served_as(params) == "lora" else FULL_FILE)
     planned = int(trainer_state.max_steps or 0)
     metrics: dict[str, Any] = {"train_examples": len(train), "heldout_examples": len(held),
                                "steps": int(trainer_state.global_step), "planned_steps": planned,

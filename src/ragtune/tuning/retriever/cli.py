@@ -17,8 +17,6 @@ from ragtune.config import CONFIG_NAME
 from ragtune.errors import ConfigError, EmptyCorpusError
 from ragtune.project import Project
 from ragtune.tuning.retriever.options import (
-    CorpusPairsOpt,
-    EpochsOpt,
     FeedbackOpt,
     HoldoutOpt,
     MaxPairsOpt,
@@ -63,6 +61,17 @@ def _check_index(proj: Project) -> None:
                           "embedder.model back in ragtune.yaml (or finish `ragtune reindex`) before tuning")
 
 
+LABELS_ONLY_EPOCHS = 3.0
+CORPUS_EPOCHS = 1.0
+
+
+def training_defaults(labelled: bool, corpus_pairs: bool | None, epochs: float | None) -> tuple[bool, float]:
+    """(corpus pairs, epochs) of a `tune retriever` run: what was passed, else labels only for 3 epochs when
+    labelled queries are given and corpus pairs for 1 epoch when not (chosen on a dev split of SciFact train by
+    ``benchmarks/scifact_dev_select.py``: labels only, 3 epochs, beat labels + corpus pairs there)."""
+    corpus = (not labelled) if corpus_pairs is None else corpus_pairs
+    return corpus, epochs if epochs is not None else (CORPUS_EPOCHS if corpus else LABELS_ONLY_EPOCHS)
+
 
 @tune_app.command("retriever")
 def tune_retriever(
@@ -70,7 +79,9 @@ def tune_retriever(
                                                            "each run).")] = "retriever",
     max_pairs: MaxPairsOpt = 5000,
     time_budget: TimeBudgetOpt = None,
-    epochs: EpochsOpt = 1.0,
+    epochs: Annotated[float | None, typer.Option(min=0.01, help="Passes over the training pairs (default: "
+                                                 f"{LABELS_ONLY_EPOCHS:g} on labels only, {CORPUS_EPOCHS:g} with "
+                                                 "corpus pairs).", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=2, help="Pairs per step (each batch is one ACL; "
                                                                         "larger gives more in-batch "
                                                                         "negatives).")] = 32,
@@ -80,7 +91,10 @@ def tune_retriever(
     queries: QueriesOpt = None,
     qrels: QrelsOpt = None,
     feedback: FeedbackOpt = False,
-    corpus_pairs: CorpusPairsOpt = True,
+    corpus_pairs: Annotated[bool | None, typer.Option(
+        "--corpus-pairs/--no-corpus-pairs", help="Add the pairs generated from the index (no labels) to the "
+        "labelled and feedback ones (default: labels only when --queries are given, else corpus pairs).",
+        show_default=False)] = None,
     project: ProjectOpt = None,
 ) -> None:
     """Adapt the embedder to this corpus, with no labels or with labelled queries and feedback, and register it
@@ -95,8 +109,10 @@ def tune_retriever(
     negatives from the BM25 and dense top of exactly that chunk's ACL, never from a gold document of the query.
     --feedback adds the web UI's thumbs-up answers the same way (question → each cited chunk), only for chunks
     the person who gave the feedback may still read. Labelled and feedback pairs are kept first under
-    --max-pairs; corpus pairs fill the rest (--no-corpus-pairs: labels only). With 5 or more labelled queries the
-    held-out check holds out queries, so its recall is on queries never trained on.
+    --max-pairs. With --queries the default is labels only for 3 epochs (chosen on a dev split of SciFact train:
+    it beat labels + corpus pairs, see docs/benchmarks.md); --corpus-pairs fills the rest of --max-pairs with
+    corpus pairs. With 5 or more labelled queries the held-out check holds out queries, so its recall is on
+    queries never trained on.
 
     Every training batch holds one ACL, so no chunk is ever paired or contrasted with a chunk other readers may
     not see, and no query or document twice — except that questions labelled with their answer text may share a
@@ -108,6 +124,7 @@ def tune_retriever(
     from ragtune.tuning.retriever.pairs import holdout_unit
     from ragtune.tuning.retriever.sources import assemble_pairs, describe_counts, describe_sources
 
+    corpus_pairs, epochs = training_defaults(queries is not None, corpus_pairs, epochs)
     check_sources(queries, qrels, feedback, corpus_pairs)
     proj = Project.open(project)
     _check_index(proj)
