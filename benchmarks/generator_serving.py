@@ -1,6 +1,6 @@
 """Serving cost of a tuned generator: time to first token and tokens/s of the base model, the base with a LoRA
-adapter, the same LoRA merged into the base at export (``--merge``) and a fully fine-tuned model under llama.cpp
-(xllamacpp), on the same prompts.
+adapter, the same LoRA merged into the base at export (``--merge``, as f16 and as q8_0) and a fully fine-tuned
+model under llama.cpp (xllamacpp), on the same prompts.
 
 Issue 14's serving measure. A LoRA adapter and a full fine-tune of the packaged SmolLM2-135M-Instruct are trained
 for ``--epochs`` (default a quarter of an epoch: serving speed does not depend on it; the quality of a full run is
@@ -73,10 +73,12 @@ def main() -> None:
     held = load_gen_examples(EXAMPLES / TEST_FILE)[: args.limit]
     progress = PlainProgress(lambda line: print(line, file=sys.stderr, flush=True), 60)
     specs: dict[str, str] = {}
-    for key, method, merge in (("lora", "lora", False), ("merged", "lora", True), ("full", "full", False)):
+    for key, method, merge, gguf_type in (("lora", "lora", False, "f16"), ("merged", "lora", True, "f16"),
+                                          ("merged-q8", "lora", True, "q8_0"), ("full", "full", False, "f16")):
         result = train_generator(registry, f"serving-{key}", train, validation=held, method=method, merge=merge,
-                                 epochs=args.epochs, max_length=512, eval_limit=0, threads=args.threads,
-                                 data_source=f"examples/generator/{TRAIN_FILE}", progress=progress)
+                                 gguf_type=gguf_type, epochs=args.epochs, max_length=512, eval_limit=0,
+                                 threads=args.threads, progress=progress,
+                                 data_source=f"examples/generator/{TRAIN_FILE}")
         specs[key] = f"{result.card.name}@{result.card.version}"
         emit(f"{key} trained", seconds=result.card.metrics["train_seconds"], steps=result.card.metrics["steps"])
 
@@ -88,6 +90,8 @@ def main() -> None:
                  "Q4_1 base + adapter GGUF applied at run time"),
         "LoRA merged at export": (tuned_generator(registry.root, specs["merged"], threads=args.threads),
                                   "whole model, f16 GGUF (`--merge`)"),
+        "LoRA merged at export, q8_0": (tuned_generator(registry.root, specs["merged-q8"], threads=args.threads),
+                                        "whole model, Q8_0 GGUF (`--merge --gguf-type q8_0`)"),
         "full fine-tune": (tuned_generator(registry.root, specs["full"], threads=args.threads),
                            "whole model, f16 GGUF"),
     }
@@ -114,7 +118,8 @@ def main() -> None:
     intro = (f"{len(held)} held-out messages of `examples/generator/{TEST_FILE}` (house-style replies: the style as "
              f"the system turn, message and help article as the user turn, no examples), asked of each model "
              f"greedily, at most {args.max_new_tokens} new tokens, llama.cpp (xllamacpp) on {args.threads} threads. "
-             f"The tuned models: `ragtune tune generator --method lora|full` (and `--method lora --merge`), "
+             f"The tuned models: `ragtune tune generator --method lora|full` (and `--method lora --merge "
+             f"[--gguf-type q8_0]`), "
              f"{args.epochs:g} epoch on `{TRAIN_FILE}`. {args.rounds} rounds, the models taking turns in each; "
              f"each figure is the median over rounds, the ratios the median of the per-round ratios to the base "
              f"model. Decode tokens/s: output tokens after the first over the time after the first. {machine()}; load "

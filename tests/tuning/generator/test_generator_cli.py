@@ -47,7 +47,7 @@ def test_help_explains_the_command() -> None:
     result = runner.invoke(app, ["tune", "generator", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     flat = " ".join(result.output.split())
-    for text in ("messages", "prompt", "--schema", "--method", "lora", "--base", "--merge", "--validation", "--resume",
-                 "--time-budget", "--shots", "generator.kind: tuned", "ROUGE-L"):
+    for text in ("messages", "prompt", "--schema", "--method", "lora", "--base", "--merge", "--gguf-type", "q8_0",
+                 "--validation", "--resume", "--time-budget", "--shots", "generator.kind: tuned", "ROUGE-L"):
         assert text in flat, text
     assert "generator" in runner.invoke(app, ["tune", "--help"], env={"COLUMNS": "200"}).output

@@ -304,6 +304,21 @@ def test_a_merged_model_exported_whole_replies_as_the_peft_model(base: Base, tun
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_a_q8_0_export_is_half_the_size_and_still_replies_as_the_peft_model(base: Base, tuned: Tuned,
+                                                                            tmp_path: Path) -> None:
+    merged = copy.deepcopy(tuned.peft).merge_and_unload()
+    f16 = export_full_gguf(merged, base.info, tmp_path / "f16.gguf")
+    q8 = export_full_gguf(merged, base.info, tmp_path / "q8.gguf", dtype="q8_0")
+    header = read_gguf_header(q8)
+    assert header.get("general.file_type") == 7  # mostly Q8_0
+    assert header.tensors["blk.0.attn_q.weight"][1] == 8 and header.tensors["token_embd.weight"][1] == 8  # Q8_0
+    assert header.tensors["blk.0.attn_norm.weight"][1] == 0  # norms stay f32
+    assert 0.5 < q8.stat().st_size / f16.stat().st_size < 0.6  # 34 bytes per 32 weights, not 64
+    assert served(q8)[1] == tuned.reply
+    with pytest.raises(ConfigError, match="choose one of f16, q8_0, f32"):
+        export_full_gguf(merged, base.info, tmp_path / "x.gguf", dtype="q4")
+
+
 # -- bad input ---------------------------------------------------------------------------------------------------
 
 

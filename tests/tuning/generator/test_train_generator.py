@@ -21,6 +21,7 @@ from ragtune.models.generator import LlamaCppGenerator
 from ragtune.pipelines.runner import PipelineRunner
 from ragtune.pipelines.spec import PipelineSpec
 from ragtune.project import Project
+from ragtune.tuning.generator.base import read_gguf_header
 from ragtune.tuning.generator.data import GenData, load_gen_examples, load_schema, validate_output
 from ragtune.tuning.generator.served import TunedGenerator, tuned_generator
 from ragtune.tuning.generator.train import train_generator
@@ -134,17 +135,19 @@ def test_a_crashed_run_resumes_from_its_checkpoint(tmp_path: Path,
     assert result.card.metrics["steps"] == 3 and result.rows == []  # nothing held out: no comparison
 
 
-def test_a_merged_lora_is_registered_and_served_as_one_whole_model(
+def test_a_merged_lora_is_registered_and_served_as_one_whole_q8_0_model(
         tmp_path: Path, triage: tuple[GenData, GenData, dict[str, Any]]) -> None:
     train, test, schema = triage
     registry = Registry(tmp_path)
     result = train_generator(registry, "merged", train[:8], schema=schema, holdout=0, merge=True,
-                             learning_rate=1e-3, **SMALL)
+                             gguf_type="q8_0", learning_rate=1e-3, **SMALL)
     model = result.folder / "model"
     assert result.card.params["method"] == "lora" and result.card.params["merged"] is True
+    assert result.card.params["gguf_type"] == "q8_0" and read_gguf_header(model / "model.gguf").get(
+        "general.file_type") == 7  # mostly Q8_0
     assert result.card.notes["served_file"] == "model.gguf" and not (model / "adapter.gguf").exists()
     assert (model / "peft" / "adapter_config.json").is_file()  # the adapter itself is kept
-    assert result.card.notes["gguf_bytes"] == (model / "model.gguf").stat().st_size > 100_000_000  # f16, whole
+    assert result.card.notes["gguf_bytes"] == (model / "model.gguf").stat().st_size > 100_000_000  # whole
     generator = tuned_generator(registry.root, "merged@1")
     base = LlamaCppGenerator(threads=2)
     try:
@@ -166,6 +169,10 @@ def test_bad_settings_fail_before_any_model_loads(tmp_path: Path,
         train_generator(registry, "x", train, method="qlora")
     with pytest.raises(ConfigError, match="--merge .* --method lora only"):
         train_generator(registry, "x", train, method="full", merge=True)
+    with pytest.raises(ConfigError, match="--gguf-type 'q4': choose one of f16, q8_0, f32"):
+        train_generator(registry, "x", train, method="full", gguf_type="q4")
+    with pytest.raises(ConfigError, match="add --merge"):
+        train_generator(registry, "x", train, gguf_type="q8_0")  # an adapter has no such type
     bad = {"type": "object", "required": ["summary"]}
     with pytest.raises(DataError, match="no target validates"):
         train_generator(registry, "x", train, schema=bad)

@@ -33,7 +33,9 @@ LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<part>[
 """A peft LoRA tensor name: ``[base_model.model.]<module>.lora_A|lora_B[.<adapter name>].weight``."""
 SKIPPED_KEYS = ("general.architecture", "general.file_type", "general.quantization_version")
 """Base GGUF metadata not copied into a full export (the writer sets the architecture and file type itself)."""
-FULL_DTYPES = ("f16", "f32")
+FULL_DTYPES = ("f16", "q8_0", "f32")
+"""Matrix types of a whole-model export: f16 (the default), q8_0 (8-bit blocks of 32: half the size, served
+faster on a CPU) or f32; norms stay f32."""
 COPIED_TENSORS = ("rope_freqs.weight",)
 """Base GGUF tensors that are not model weights (llama 3's rope scaling factors): copied into a full export."""
 
@@ -231,12 +233,27 @@ def _model_tensors(model: Any, base: _Base, dtype: str) -> Iterator[tuple[str, n
         yield name, np.ascontiguousarray(array)
 
 
+def _add_tensor(writer: Any, name: str, array: np.ndarray, dtype: str) -> None:
+    """Add one tensor; with ``q8_0`` a matrix whose rows split into whole blocks is quantised (gguf-py's
+    reference quantiser, as llama.cpp's converter does), any other matrix is written f16."""
+    import gguf
+
+    qtype = gguf.GGMLQuantizationType.Q8_0
+    if dtype == "q8_0" and array.ndim > 1:
+        if array.shape[-1] % gguf.GGML_QUANT_SIZES[qtype][0] == 0:
+            writer.add_tensor(name, gguf.quants.quantize(array, qtype), raw_dtype=qtype)
+            return
+        array = array.astype(np.float16)
+    writer.add_tensor(name, array)
+
+
 def export_full_gguf(model: Any, info: BaseInfo, target: Path, *, dtype: str = "f16") -> Path:
     """Write ``model`` (a transformers causal LM tuned from ``info``, e.g. fully fine-tuned or a merged LoRA) as a
     standalone GGUF at ``target`` that llama.cpp serves on its own, and return ``target``.
 
     Metadata: every field of the base GGUF (tokenizer, chat template, hyperparameters) except its file type and
-    quantization version. Tensors: matrices in ``dtype`` (``f16`` or ``f32``), norms in f32, q/k rows permuted;
+    quantization version. Tensors: matrices in ``dtype`` (``f16``, ``q8_0`` or ``f32``), norms in f32, q/k rows
+    permuted;
     tied embeddings stay tied (no ``output.weight``). ConfigError for an unsupported architecture or a base
     without a GGUF.
     """
@@ -252,10 +269,11 @@ def export_full_gguf(model: Any, info: BaseInfo, target: Path, *, dtype: str = "
             if key not in SKIPPED_KEYS:
                 writer.add_key_value(key, value, gguf.GGUFValueType(kind),
                                      sub_type=None if item is None else gguf.GGUFValueType(item))
-        writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if dtype == "f16" else gguf.LlamaFileType.ALL_F32)
+        writer.add_file_type({"f16": gguf.LlamaFileType.MOSTLY_F16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+                              "f32": gguf.LlamaFileType.ALL_F32}[dtype])
         written = set()
         for name, array in _model_tensors(model, base, dtype):
-            writer.add_tensor(name, array)
+            _add_tensor(writer, name, array, dtype)
             written.add(name)
         for name in COPIED_TENSORS:
             if name in base.header.tensors and name not in written:

@@ -121,7 +121,7 @@ def train_generator(
     registry: Registry, name: str, examples: Sequence[GenExample], *,
     validation: Sequence[GenExample] | None = None, schema: dict[str, Any] | None = None, method: str = "lora",
     base: Path | None = None, epochs: float = 1.0, learning_rate: float | None = None, batch_size: int = 8,
-    max_length: int = 256, lora_rank: int = 16, lora_alpha: int = 32, merge: bool = False,
+    max_length: int = 256, lora_rank: int = 16, lora_alpha: int = 32, merge: bool = False, gguf_type: str = "f16",
     time_budget: float | None = None,
     holdout: float = 0.1, seed: int = 0, threads: int = 2, resume: bool = False, save_every: int = 50,
     shots: int = 5, eval_limit: int = 100, max_new_tokens: int = 128, baseline: bool = True, data_source: str = "",
@@ -129,7 +129,8 @@ def train_generator(
 ) -> TrainedGenerator:
     """Audit ``examples`` (``audit``: theirs when the caller already made it), fine-tune the base model on them
     (``method`` ``lora`` or ``full``), write the tuned weights as GGUF (a LoRA as an adapter, or with ``merge``
-    merged into the base and written whole, which llama.cpp serves faster), measure base-with-``shots``-examples
+    merged into the base and written whole, which llama.cpp serves faster; a whole model's matrices in
+    ``gguf_type``: f16, q8_0 or f32), measure base-with-``shots``-examples
     against the tuned model on the held-out examples (``validation``, else a ``holdout`` share of the prompts;
     at most ``eval_limit``), with and without ``schema``-constrained decoding, register the model as the next
     version of ``name`` (kind ``generator``) with ``report.md`` and ``report.html`` beside it, and return it.
@@ -144,6 +145,13 @@ def train_generator(
     if merge and method != "lora":
         raise ConfigError("--merge merges a LoRA into the base: it applies to --method lora only (a full "
                           "fine-tune is already a whole model)")
+    from ragtune.tuning.generator.gguf_export import FULL_DTYPES
+
+    if gguf_type not in FULL_DTYPES:
+        raise ConfigError(f"--gguf-type {gguf_type!r}: choose one of {', '.join(FULL_DTYPES)}")
+    if gguf_type != "f16" and method == "lora" and not merge:
+        raise ConfigError("--gguf-type sets the type of a whole model file: add --merge (or use --method full); "
+                          "an adapter is always float32")
     train_all = list(examples)
     held_given = list(validation) if validation is not None else None
     if audit is None:
@@ -173,6 +181,8 @@ def train_generator(
     folder, resuming = _checkpoint_dir(registry, name, _run_digest(data_sha, params, info.fingerprint), resume)
     if method == "lora":
         params["merged"] = merge  # how it is exported, not how it trains: a checkpoint resumes either way
+    if served_as(params) == "full":
+        params["gguf_type"] = gguf_type
     if progress is not None:
         progress("load", 0, 1, {})
     offline()
@@ -184,7 +194,7 @@ def train_generator(
         tuned = trainer.model.eval()
         staging = Path(tempfile.mkdtemp(prefix=".stage-", dir=registry.root))
         try:
-            served = _export(tuned, info, staging, method, lora_alpha, lora_rank, schema, merge)
+            served = _export(tuned, info, staging, method, lora_alpha, lora_rank, schema, merge, gguf_type)
             from ragtune.tuning.generator.compare import before_after
 
             rows, samples = before_after(info, served, served_as(params), train, held[:eval_limit], schema=schema,
@@ -248,7 +258,7 @@ def served_as(params: dict[str, Any]) -> str:
 
 
 def _export(model: Any, info: Any, staging: Path, method: str, alpha: int, rank: int,
-            schema: dict[str, Any] | None, merge: bool = False) -> Path:
+            schema: dict[str, Any] | None, merge: bool = False, gguf_type: str = "f16") -> Path:
     """Write the served GGUF (adapter, or whole model: fully tuned or a merged LoRA) and the schema into
     ``staging``; returns the GGUF's path."""
     from ragtune.tuning.generator.gguf_export import export_full_gguf, export_lora_gguf
@@ -260,7 +270,7 @@ def _export(model: Any, info: Any, staging: Path, method: str, alpha: int, rank:
         if not merge:
             return cast(Path, export_lora_gguf(model, info, staging / ADAPTER_FILE, alpha=float(alpha), rank=rank))
         model = model.merge_and_unload()  # base + B·A·alpha/r in every adapted matrix; the peft copy is saved
-    return cast(Path, export_full_gguf(model, info, staging / FULL_FILE))
+    return cast(Path, export_full_gguf(model, info, staging / FULL_FILE, dtype=gguf_type))
 
 
 class _Staged:
